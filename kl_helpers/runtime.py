@@ -1,0 +1,114 @@
+"""Device choice, seeding, CPU threads and quiet logging: what every notebook's first cell calls."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEVICE_ENV = "KL_DEVICE"  # force a device, e.g. KL_DEVICE=cpu on a GPU machine
+THREADS_ENV = "KL_THREADS"  # CPU threads for torch; fixed so reductions repeat run to run
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What runs where: device, seed, CPU threads and library versions."""
+
+    device: torch.device
+    seed: int
+    threads: int
+    python: str
+    torch: str
+
+    def summary(self) -> str:
+        """One line for a notebook's first output."""
+        return (
+            f"device={self.device} | seed={self.seed} | cpu threads={self.threads} | "
+            f"python {self.python} | torch {self.torch}"
+        )
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """cuda → mps → cpu, unless ``prefer`` or $KL_DEVICE names one."""
+    prefer = prefer or os.environ.get(DEVICE_ENV)
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def set_cpu_threads(threads: int | None = None) -> int:
+    """Fix torch's intra-op CPU threads ($KL_THREADS, else all cores up to 8); return the count."""
+    if threads is None:
+        threads = int(os.environ.get(THREADS_ENV, min(os.cpu_count() or 1, 8)))
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def quiet_libraries() -> None:
+    """Silence what makes notebook outputs unstable: HF load reports, progress bars, tokenizer forks.
+
+    transformers' weight "load report" lists keys in random order with absolute paths; it is
+    logged at warning level, so raising the log level to error removes it.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+
+
+def setup_notebook(seed: int = 0, threads: int | None = None, device: str | None = None) -> RuntimeInfo:
+    """Quiet logs, fix threads, seed everything, pick the device; return what was chosen."""
+    quiet_libraries()
+    n = set_cpu_threads(threads)
+    seed_everything(seed)
+    return RuntimeInfo(
+        device=pick_device(device),
+        seed=seed,
+        threads=n,
+        python=platform.python_version(),
+        torch=torch.__version__,
+    )
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    try:
+        import google.colab  # noqa: F401
+    except ImportError:
+        return False
+    return True
