@@ -1,7 +1,10 @@
 """pytest configuration shared by unit tests and nbval."""
 
 # Widget views carry a random model id on every run; their text/plain fallback is still compared.
-_NBVAL_SKIP = ("application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json")
+_NBVAL_SKIP = (
+    "application/vnd.jupyter.widget-view+json",
+    "application/vnd.jupyter.widget-state+json",
+)
 
 
 def pytest_collectstart(collector):

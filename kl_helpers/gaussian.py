@@ -27,11 +27,7 @@ def kl_normal(
     mu_p, sigma_p, mu_q, sigma_q = (as_float_tensor(v) for v in (mu_p, sigma_p, mu_q, sigma_q))
     check_positive(sigma_p, "sigma_p")
     check_positive(sigma_q, "sigma_q")
-    return (
-        torch.log(sigma_q / sigma_p)
-        + (sigma_p**2 + (mu_p - mu_q) ** 2) / (2 * sigma_q**2)
-        - 0.5
-    )
+    return torch.log(sigma_q / sigma_p) + (sigma_p**2 + (mu_p - mu_q) ** 2) / (2 * sigma_q**2) - 0.5
 
 
 def kl_normal_numeric(mu_p: float, sigma_p: float, mu_q: float, sigma_q: float) -> float:

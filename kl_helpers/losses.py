@@ -14,7 +14,7 @@ from kl_helpers.divergences import kl_from_logits
 
 
 def calculate_cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Task loss: mean cross-entropy −log p_new(y) over the batch; logits ``(B, C)``, labels ``(B,)``."""
+    """Task loss: batch-mean cross-entropy −log p_new(y), nats; logits (B, C), labels (B,)."""
     return F.cross_entropy(logits, labels)
 
 

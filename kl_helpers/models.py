@@ -55,7 +55,9 @@ def bert_in_local_cache(repo_id: str = BERT_BASE) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     config = try_to_load_from_cache(repo_id, "config.json")
-    weights = [try_to_load_from_cache(repo_id, f) for f in ("model.safetensors", "pytorch_model.bin")]
+    weights = [
+        try_to_load_from_cache(repo_id, f) for f in ("model.safetensors", "pytorch_model.bin")
+    ]
     return isinstance(config, str) and any(isinstance(w, str) for w in weights)
 
 
@@ -77,7 +79,7 @@ def hub_reachable(timeout: float = 3.0, repo_id: str = BERT_BASE) -> bool:
             request = urllib.request.Request(url, method="HEAD")
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 answer.append(response.status < 400)
-        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+        except Exception:  # any failure means "not reachable"
             answer.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
@@ -87,7 +89,7 @@ def hub_reachable(timeout: float = 3.0, repo_id: str = BERT_BASE) -> bool:
 
 
 def resolve_model(choice: str | None = None, hub_timeout: float = 3.0) -> ModelChoice:
-    """Decide which BERT to load; an explicit ``choice`` or $KL_MODEL wins over the automatic rule."""
+    """Decide which BERT to load; an explicit ``choice`` or $KL_MODEL wins over the rule."""
     explicit = choice or os.environ.get(MODEL_ENV)
     if explicit:
         how = "argument" if choice else f"${MODEL_ENV}"

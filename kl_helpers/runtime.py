@@ -66,7 +66,7 @@ def set_cpu_threads(threads: int | None = None) -> int:
 
 
 def quiet_libraries() -> None:
-    """Silence what makes notebook outputs unstable: HF load reports, progress bars, tokenizer forks.
+    """Silence what makes notebook outputs unstable: HF load reports, progress bars, forks.
 
     transformers' weight "load report" lists keys in random order with absolute paths; it is
     logged at warning level, so raising the log level to error removes it.
@@ -91,7 +91,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
 
 
-def setup_notebook(seed: int = 0, threads: int | None = None, device: str | None = None) -> RuntimeInfo:
+def setup_notebook(
+    seed: int = 0, threads: int | None = None, device: str | None = None
+) -> RuntimeInfo:
     """Quiet logs, fix threads, seed everything, pick the device; return what was chosen."""
     quiet_libraries()
     n = set_cpu_threads(threads)
