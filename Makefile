@@ -33,7 +33,8 @@ run: $(STAMP)
 	done
 
 lint: $(STAMP)
-	$(BIN)/ruff check kl_helpers tests benchmarks
+	$(BIN)/ruff check kl_helpers tests benchmarks conftest.py
+	$(BIN)/ruff format --check kl_helpers tests benchmarks conftest.py
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

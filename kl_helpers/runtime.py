@@ -92,10 +92,14 @@ def quiet_libraries() -> None:
 
 
 def setup_notebook(
-    seed: int = 0, threads: int | None = None, device: str | None = None
+    seed: int = 0, threads: int | None = None, device: str | None = None, plot_style: bool = True
 ) -> RuntimeInfo:
-    """Quiet logs, fix threads, seed everything, pick the device; return what was chosen."""
+    """Quiet logs, fix threads, seed, pick the device, style plots; return the choices."""
     quiet_libraries()
+    if plot_style:
+        from kl_helpers.plotting import use_style
+
+        use_style()
     n = set_cpu_threads(threads)
     seed_everything(seed)
     return RuntimeInfo(
