@@ -40,7 +40,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 nbval: $(STAMP)
-	$(BIN)/python -m pytest -q --nbval $(NOTEBOOKS) \
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env $(NOTEBOOKS) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800
 
 test: lint unit nbval
