@@ -2,8 +2,8 @@
 
 The RLHF objective J(π) = E_π[r] − β·KL(π‖π_ref) (expectation under the policy π), its closed-form
 maximiser π* ∝ π_ref·exp(r/β), gradient ascent on logits, and the sample-based estimators
-k1, k2, k3 of KL(π‖π_ref). Also the single-example SFT toy CE + β·KL(p_ref‖p_new) and its
-closed-form minimiser. Introduced in notebook 05.
+k1, k2, k3 of KL(π‖π_ref). ``optimise_logits`` is generic (notebook 05 also uses it for the
+single-example SFT loss; its closed forms are in ``kl_helpers.optima``). Introduced in notebook 05.
 """
 
 from __future__ import annotations
@@ -144,22 +144,6 @@ def fit_policy(
     )
 
 
-def sft_fkl_optimum(ref_probs: torch.Tensor, label: int, beta: float) -> torch.Tensor:
-    """argmin_p of −log p_y + β·KL(p_ref‖p): the mixture (onehot(y) + β·p_ref)/(1 + β).
-
-    Closed form of the single-example SFT toy with forward-KL regulariser (``calculate_fkl_loss``).
-    """
-    beta = _check_beta(beta)
-    ref = as_float_tensor(ref_probs)
-    check_probabilities(ref, "ref_probs")
-    if not 0 <= label < ref.shape[-1]:
-        raise ValueError(f"label must be in [0, {ref.shape[-1]}), got {label}")
-    onehot = F.one_hot(torch.tensor(label), ref.shape[-1]).to(ref.dtype)
-    if math.isinf(beta):
-        return ref.clone()
-    return (onehot + beta * ref) / (1 + beta)
-
-
 # ---------------------------------------------------------------------------------------------
 # Sample-based estimators of KL(π‖π_ref) with log ρ = log π_ref(x) − log π(x), x ~ π.
 # Each maps log ρ (per sample) to a per-sample estimate; the mean over samples estimates the KL.
@@ -228,6 +212,26 @@ def exact_estimator_moments(
     return out
 
 
+def estimator_repetitions(
+    probs: torch.Tensor,
+    ref_probs: torch.Tensor,
+    n_samples: int = 16,
+    n_repeats: int = 2000,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Per-repetition estimates of KL(π‖π_ref): each averages ``n_samples`` draws x ~ π (seeded).
+
+    Returns ``{name: (n_repeats,) tensor}`` for every estimator in ``KL_ESTIMATORS``, in nats.
+    """
+    if n_repeats < 2:
+        raise ValueError(f"n_repeats must be >= 2, got {n_repeats}")
+    probs = as_float_tensor(probs)
+    generator = torch.Generator().manual_seed(seed)
+    samples = sample_responses(probs, n_samples * n_repeats, generator)
+    per_sample = kl_estimates(probs, ref_probs, samples)
+    return {k: v.reshape(n_repeats, n_samples).mean(dim=1) for k, v in per_sample.items()}
+
+
 def estimator_table(
     probs: torch.Tensor,
     ref_probs: torch.Tensor,
@@ -237,33 +241,27 @@ def estimator_table(
 ) -> pd.DataFrame:
     """Bias and variance of k1/k2/k3 against the exact KL(π‖π_ref), in nats.
 
-    Each of ``n_repeats`` repetitions averages ``n_samples`` per-sample estimates from x ~ π
-    (seeded ``torch.Generator``). Columns: exact KL, Monte Carlo mean/bias/variance of the
-    repetition averages, the exact bias and the exact variance n_samples⁻¹·Var[k] for comparison.
+    Monte Carlo columns summarise :func:`estimator_repetitions` (mean, bias and variance of the
+    repetition averages); the exact bias and exact variance Var[k]/n_samples are sums over the
+    responses, for comparison.
     """
-    if n_repeats < 2:
-        raise ValueError(f"n_repeats must be >= 2, got {n_repeats}")
     probs = as_float_tensor(probs)
     ref = as_float_tensor(ref_probs, like=probs)
     exact_kl = float(kl_divergence(probs, ref))
-    generator = torch.Generator().manual_seed(seed)
-    samples = sample_responses(probs, n_samples * n_repeats, generator)
-    per_sample = kl_estimates(probs, ref, samples)
     moments = exact_estimator_moments(probs, ref)
+    reps = estimator_repetitions(probs, ref, n_samples, n_repeats, seed)
     rows = []
-    for name, values in per_sample.items():
-        estimates = values.reshape(n_repeats, n_samples).mean(dim=1)
-        mean, var = float(estimates.mean()), float(estimates.var(unbiased=True))
+    for name, estimates in reps.items():
+        mean = float(estimates.mean())
         rows.append(
             {
                 "estimator": name,
                 "exact KL": exact_kl,
                 "MC mean": mean,
                 "MC bias": mean - exact_kl,
-                "MC variance": var,
+                "MC variance": float(estimates.var()),
                 "exact bias": moments[name][0] - exact_kl,
                 "exact variance": moments[name][1] / n_samples,
-                "share < 0": float((values < 0).double().mean()),
             }
         )
     return pd.DataFrame(rows).set_index("estimator")

@@ -1,0 +1,125 @@
+"""Figures for notebook 05 (KL in optimisation): β trade-offs, π* against β, KL estimators, ELBO."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+
+from kl_helpers.plotting import COLORS, get_ax
+
+
+def _np(x: object) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+
+
+def plot_beta_tradeoff(
+    betas: Sequence[float],
+    task_losses: Mapping[str, Sequence[float]],
+    kls: Mapping[str, Sequence[float]],
+    ax: Axes | None = None,
+) -> Axes:
+    """Task loss (x) against KL to the reference (y) per β, one line per regulariser, in nats."""
+    ax = get_ax(ax)
+    for name, losses in task_losses.items():
+        x, y = _np(losses), _np(kls[name])
+        ax.plot(x, y, marker="o", label=name)
+        for b, xi, yi in zip(betas, x, y, strict=True):
+            ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("task loss −log p_new(y) (nats)")
+    ax.set_ylabel("KL to the reference (nats)")
+    ax.set_title("β trades task loss against closeness to the reference")
+    ax.legend()
+    return ax
+
+
+def plot_policies(
+    policies: Mapping[str, Sequence[float]],
+    responses: Sequence[str],
+    ax: Axes | None = None,
+) -> Axes:
+    """Grouped bars of several distributions over the same responses (e.g. π_ref and π* per β)."""
+    ax = get_ax(ax)
+    n = len(policies)
+    width = 0.8 / n
+    x = np.arange(len(responses))
+    for i, (name, probs) in enumerate(policies.items()):
+        ax.bar(x + (i - (n - 1) / 2) * width, _np(probs), width=width, label=name)
+    ax.set_xticks(x, list(responses))
+    ax.set_xlabel("response")
+    ax.set_ylabel("probability")
+    ax.set_title("Closed-form optimum π* ∝ π_ref·exp(r/β)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_ascent_gaps(
+    histories: Mapping[str, torch.Tensor],
+    optima: Mapping[str, float],
+    ax: Axes | None = None,
+) -> Axes:
+    """Gap J* − J(π_t) to the closed-form optimum along gradient ascent, log scale, in nats."""
+    ax = get_ax(ax)
+    for name, history in histories.items():
+        gap = np.maximum(optima[name] - _np(history), 1e-16)
+        ax.semilogy(np.arange(len(gap)), gap, label=name)
+    ax.set_xlabel("gradient-ascent step")
+    ax.set_ylabel("J* − J(π_t) (nats)")
+    ax.set_title("Gradient ascent reaches the closed-form optimum")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_estimator_distributions(
+    estimates: Mapping[str, torch.Tensor],
+    exact: float,
+    ax: Axes | None = None,
+    bins: int = 60,
+) -> Axes:
+    """Histograms of repeated KL estimates (one per estimator) with the exact KL as a line."""
+    ax = get_ax(ax)
+    values = {k: _np(v) for k, v in estimates.items()}
+    lo = min(v.min() for v in values.values())
+    hi = max(v.max() for v in values.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    for name, v in values.items():
+        ax.hist(v, bins=edges, histtype="step", lw=1.5, density=True, label=name)
+    ax.axvline(exact, color=COLORS["reference"], ls="--", label=f"exact KL = {exact:.4f}")
+    ax.set_xlabel("estimate of KL(π‖π_ref) (nats)")
+    ax.set_ylabel("density")
+    ax.set_title("Sample-based KL estimators")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_elbo_history(
+    elbo: torch.Tensor,
+    log_evidence: float,
+    ax: Axes | None = None,
+) -> Axes:
+    """ELBO along gradient ascent with the exact log p(x) it approaches from below, in nats."""
+    ax = get_ax(ax)
+    ax.plot(np.arange(len(elbo)), _np(elbo), color=COLORS["q"], label="ELBO(q_t)")
+    ax.axhline(log_evidence, color=COLORS["p"], ls="--", label=f"log p(x) = {log_evidence:.4f}")
+    ax.set_xlabel("gradient-ascent step")
+    ax.set_ylabel("nats")
+    ax.set_title("Maximising the ELBO")
+    ax.legend()
+    return ax
+
+
+def plot_kl_gap(
+    gap: torch.Tensor,
+    ax: Axes | None = None,
+    label: str = "log p(x) − ELBO = KL(q‖p(z|x))",
+) -> Axes:
+    """A non-negative gap (e.g. KL(q_t‖posterior)) per step on a log scale, in nats."""
+    ax = get_ax(ax)
+    ax.semilogy(np.arange(len(gap)), np.maximum(_np(gap), 1e-16), color=COLORS["q"], label=label)
+    ax.set_xlabel("gradient-ascent step")
+    ax.set_ylabel("nats (log scale)")
+    ax.set_title("The gap the ELBO closes is a KL")
+    ax.legend()
+    return ax
