@@ -1,0 +1,106 @@
+"""One typed, frozen config per training run of the SFT / forward-KL / reverse-KL experiment.
+
+Defaults are the article's protocol (batch 8, AdamW lr 1e-4, 100 epochs, max length 128,
+80/20 split with seed 42). ``key()`` is a stable hash of every field, used by the results cache
+so that a changed config reruns. Introduced in notebook 06.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+METHODS: tuple[str, ...] = ("sft", "fkl", "rkl")  # plain SFT, + forward KL, + reverse KL
+REFERENCES: tuple[str, ...] = ("same_start", "independent_head")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS: tuple[str, ...] = ("auto", "fused", "foreach", "for_loop")
+PADDINGS: tuple[str, ...] = ("dynamic", "max_length")
+ARTICLE_BETAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that decides one run's numbers; the notebook's β cell overrides fields."""
+
+    method: str = "sft"  # "sft" | "fkl" (+β·KL(p_ref‖p_new)) | "rkl" (+β·KL(p_new‖p_ref))
+    beta: float = 0.0  # weight of the KL term; must be 0 for "sft", > 0 otherwise
+    lr: float = 1e-4  # AdamW learning rate (the article's)
+    weight_decay: float = 0.01  # AdamW's default decoupled weight decay (the article keeps it)
+    epochs: int = 100  # passes over the training set (the article's)
+    batch_size: int = 8  # training batch size (the article's; 7 train sentences -> 1 step/epoch)
+    max_length: int = 128  # truncation length in tokens (the article's)
+    seed: int = 0  # classification head init, shuffling and dropout; same seed -> same start
+    split_seed: int = 42  # seed of the article's 80/20 train/test split
+    model: str | None = None  # resolve_model choice; None -> bert-base-uncased if available
+    reference: str = "same_start"  # "same_start": frozen copy of the start model (same head);
+    # "independent_head": the article's set-up, a separately loaded model with its own head
+    reference_seed: int = 1  # head seed of the reference when reference="independent_head"
+    shuffle: bool = True  # reshuffle the training set every epoch (as the article's DataLoader)
+    padding: str = "dynamic"  # "dynamic": longest in batch; "max_length": the article's pad to 128
+    cache_reference: bool = True  # reuse reference logits; False recomputes them every step
+    optimizer: str = "auto"  # AdamW implementation: "auto" picks the fastest for the device
+    precision: str = "auto"  # "auto": bf16 autocast on a bf16-capable GPU, fp32 on CPU
+    eval_batch_size: int = 64  # batch size for reference logits and final predictions
+    device: str | None = None  # None -> kl_helpers.runtime.pick_device()
+
+    def __post_init__(self) -> None:
+        _check_choice("method", self.method, METHODS)
+        _check_choice("reference", self.reference, REFERENCES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("padding", self.padding, PADDINGS)
+        if self.method == "sft" and self.beta != 0:
+            raise ValueError(f"method 'sft' has no KL term, so beta must be 0, got {self.beta}")
+        if self.method != "sft" and not self.beta > 0:
+            raise ValueError(f"method {self.method!r} needs beta > 0, got {self.beta}")
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @property
+    def label(self) -> str:
+        """Short run name for legends and folders, e.g. ``sft`` or ``fkl_b0.3``."""
+        return self.method if self.method == "sft" else f"{self.method}_b{self.beta:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """Inverse of ``to_dict``; unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ExperimentConfig fields: {unknown}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def key(self, *extra: str) -> str:
+        """Stable 12-hex-digit hash of every field (plus ``extra`` strings, e.g. a data hash)."""
+        payload = json.dumps([self.to_dict(), list(extra)], sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def protocol_configs(
+    base: ExperimentConfig | None = None, betas: tuple[float, ...] = ARTICLE_BETAS
+) -> list[ExperimentConfig]:
+    """The article's runs: SFT, then forward KL and reverse KL for each β (11 by default)."""
+    base = base or ExperimentConfig()
+    sft = base.replace(method="sft", beta=0.0)
+    fkl = [base.replace(method="fkl", beta=float(b)) for b in betas]
+    rkl = [base.replace(method="rkl", beta=float(b)) for b in betas]
+    return [sft, *fkl, *rkl]
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
