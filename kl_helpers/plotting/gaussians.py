@@ -39,6 +39,7 @@ def plot_gaussian_pair(
     sigma_p: float = 2.0,
     ax: Axes | None = None,
     xlim: tuple[float, float] = (-7.0, 11.0),
+    legend: bool = True,
 ) -> Axes:
     """Densities of P = N(μp, σp²) and Q = N(μq, σq²) with KL(P‖Q) in nats in the corner."""
     ax = get_ax(ax)
@@ -62,7 +63,8 @@ def plot_gaussian_pair(
     ax.text(0.02, 0.95, f"KL(P‖Q) = {kl:.4f} nats", transform=ax.transAxes, va="top", fontsize=10)
     ax.set_xlabel("x")
     ax.set_ylabel("density")
-    ax.legend(loc="upper right", fontsize=8)
+    if legend:
+        ax.legend(loc="upper right", fontsize=8)
     return ax
 
 
