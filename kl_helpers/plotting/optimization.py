@@ -23,11 +23,19 @@ def plot_beta_tradeoff(
 ) -> Axes:
     """Task loss (x) against KL to the reference (y) per β, one line per regulariser, in nats."""
     ax = get_ax(ax)
-    for name, losses in task_losses.items():
+    for i, (name, losses) in enumerate(task_losses.items()):
         x, y = _np(losses), _np(kls[name])
-        ax.plot(x, y, marker="o", label=name)
+        line = ax.plot(x, y, marker="o", label=name)[0]
+        offset = (5, 4) if i % 2 == 0 else (-8, -12)  # alternate sides so labels do not collide
         for b, xi, yi in zip(betas, x, y, strict=True):
-            ax.annotate(f"β={b:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(
+                f"β={b:g}",
+                (xi, yi),
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=8,
+                color=line.get_color(),
+            )
     ax.set_xlabel("task loss −log p_new(y) (nats)")
     ax.set_ylabel("KL to the reference (nats)")
     ax.set_title("β trades task loss against closeness to the reference")
@@ -59,11 +67,15 @@ def plot_ascent_gaps(
     histories: Mapping[str, torch.Tensor],
     optima: Mapping[str, float],
     ax: Axes | None = None,
+    floor: float = 1e-12,
 ) -> Axes:
-    """Gap J* − J(π_t) to the closed-form optimum along gradient ascent, log scale, in nats."""
+    """Gap J* − J(π_t) to the closed-form optimum along gradient ascent, log scale, in nats.
+
+    Gaps below ``floor`` (float64 round-off) are drawn at the floor.
+    """
     ax = get_ax(ax)
     for name, history in histories.items():
-        gap = np.maximum(optima[name] - _np(history), 1e-16)
+        gap = np.maximum(optima[name] - _np(history), floor)
         ax.semilogy(np.arange(len(gap)), gap, label=name)
     ax.set_xlabel("gradient-ascent step")
     ax.set_ylabel("J* − J(π_t) (nats)")
@@ -114,10 +126,12 @@ def plot_kl_gap(
     gap: torch.Tensor,
     ax: Axes | None = None,
     label: str = "log p(x) − ELBO = KL(q‖p(z|x))",
+    floor: float = 1e-12,
 ) -> Axes:
-    """A non-negative gap (e.g. KL(q_t‖posterior)) per step on a log scale, in nats."""
+    """A gap ≥ 0 (e.g. KL(q_t‖posterior)) per step on a log scale, in nats; clipped at ``floor``."""
     ax = get_ax(ax)
-    ax.semilogy(np.arange(len(gap)), np.maximum(_np(gap), 1e-16), color=COLORS["q"], label=label)
+    values = np.maximum(_np(gap), floor)
+    ax.semilogy(np.arange(len(values)), values, color=COLORS["q"], label=label)
     ax.set_xlabel("gradient-ascent step")
     ax.set_ylabel("nats (log scale)")
     ax.set_title("The gap the ELBO closes is a KL")
