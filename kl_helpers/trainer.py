@@ -418,6 +418,51 @@ def _deepspeed_inference_engine(model: torch.nn.Module, ds_config: dict) -> torc
     return engine
 
 
+METHOD_TO_DIVERGENCE = {"sft": "forward", "fkl": "forward", "rkl": "reverse"}  # engine -> trainer
+
+
+def kl_training_arguments(config: Any, output_dir: str, **overrides: Any) -> KLTrainingArguments:
+    """``KLTrainingArguments`` doing what the notebook-06 engine does for an ``ExperimentConfig``.
+
+    Same β, direction, lr, weight decay, epochs, batch size and seed; constant learning rate and
+    no gradient clipping (the engine has neither); one log row per optimizer step.
+    """
+    values: dict[str, Any] = dict(
+        output_dir=output_dir,
+        beta=float(config.beta),
+        divergence=METHOD_TO_DIVERGENCE[config.method],
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        seed=config.seed,
+        lr_scheduler_type="constant",
+        max_grad_norm=0.0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+    )
+    values.update(overrides)
+    return KLTrainingArguments(**values)
+
+
+def remove_progress_callbacks(trainer: Trainer) -> Trainer:
+    """Drop the Trainer's progress bar / log printer (for notebooks whose outputs are checked)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    for callback in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+        trainer.remove_callback(callback)
+    return trainer
+
+
+def training_log(log_history: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """Per-log-row columns ``step``, ``loss``, ``task_loss``, ``divergence`` from a log history."""
+    rows = [row for row in log_history if LOG_KEYS[0] in row and "loss" in row]
+    return {key: [float(row[key]) for row in rows] for key in ("step", "loss", *LOG_KEYS)}
+
+
 # ----------------------------------------------------------------------------- command line
 
 
