@@ -1,0 +1,72 @@
+"""Tests for kl_helpers.config: defaults, validation, stable keys, overrides."""
+
+from __future__ import annotations
+
+import pytest
+
+from kl_helpers.config import ARTICLE_BETAS, ExperimentConfig, protocol_configs
+
+
+def test_defaults_are_the_article_protocol():
+    c = ExperimentConfig()
+    assert (c.lr, c.epochs, c.batch_size, c.max_length, c.split_seed) == (1e-4, 100, 8, 128, 42)
+    assert c.method == "sft" and c.beta == 0 and c.reference == "same_start"
+
+
+def test_key_is_stable_and_sensitive_to_every_field():
+    a, b = ExperimentConfig(method="fkl", beta=0.3), ExperimentConfig(method="fkl", beta=0.3)
+    assert a.key() == b.key() and len(a.key()) == 12
+    changed = {
+        "beta": 0.5,
+        "lr": 2e-4,
+        "epochs": 99,
+        "batch_size": 4,
+        "max_length": 64,
+        "seed": 1,
+        "split_seed": 0,
+        "model": "minilm",
+        "reference": "independent_head",
+        "padding": "max_length",
+        "cache_reference": False,
+        "optimizer": "fused",
+        "precision": "fp32",
+        "shuffle": False,
+    }
+    keys = {a.replace(**{k: v}).key() for k, v in changed.items()}
+    assert len(keys) == len(changed) and a.key() not in keys
+    assert a.key("data-1") != a.key("data-2") != a.key()
+
+
+def test_replace_and_dict_round_trip():
+    c = ExperimentConfig().replace(method="rkl", beta=0.7, seed=3)
+    assert (c.method, c.beta, c.seed) == ("rkl", 0.7, 3)
+    assert ExperimentConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="unknown ExperimentConfig fields"):
+        ExperimentConfig.from_dict({**c.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"method": "kl"}, "method must be one of"),
+        ({"method": "sft", "beta": 0.1}, "beta must be 0"),
+        ({"method": "fkl", "beta": 0.0}, "needs beta > 0"),
+        ({"method": "rkl", "beta": -1.0}, "needs beta > 0"),
+        ({"reference": "other"}, "reference must be one of"),
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"lr": 0.0}, "lr must be > 0"),
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+    ],
+)
+def test_bad_values_raise(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ExperimentConfig(**changes)
+
+
+def test_protocol_configs_are_the_articles_eleven_runs():
+    runs = protocol_configs(ExperimentConfig(epochs=5))
+    assert [r.label for r in runs] == ["sft"] + [f"fkl_b{b:g}" for b in ARTICLE_BETAS] + [
+        f"rkl_b{b:g}" for b in ARTICLE_BETAS
+    ]
+    assert all(r.epochs == 5 for r in runs)
+    assert len({r.key() for r in runs}) == 11

@@ -1,0 +1,144 @@
+"""Tests for kl_helpers.results and the cached sweep: round trip, resume, invalidation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kl_helpers import training
+from kl_helpers.config import ExperimentConfig
+from kl_helpers.divergences import entropy
+from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
+from kl_helpers.results import (
+    default_results_dir,
+    is_finished,
+    load_run,
+    run_dir,
+    save_run,
+    summary_table,
+)
+from kl_helpers.training import article_data, run_sweep
+
+FAST = ExperimentConfig(epochs=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(resolve_model("minilm"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return article_data()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_bert(num_labels=3, seed=0)
+
+
+def sweep(configs, data, tiny, tokenizer, folder, **kw):
+    return run_sweep(
+        configs,
+        data,
+        folder,
+        model=tiny,
+        tokenizer=tokenizer,
+        model_name="tiny",
+        progress=False,
+        **kw,
+    )
+
+
+class Counter:
+    """Wraps training.run_experiment and counts the runs actually trained."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[str] = []
+        real = training.run_experiment
+
+        def counted(config, *args, **kwargs):
+            self.calls.append(config.label)
+            return real(config, *args, **kwargs)
+
+        monkeypatch.setattr(training, "run_experiment", counted)
+
+
+def test_save_load_round_trip_is_exact(tmp_path, data, tiny, tokenizer):
+    (result,) = sweep([FAST.replace(method="fkl", beta=0.3)], data, tiny, tokenizer, tmp_path)
+    folder = run_dir(tmp_path, result.config, result.key)
+    assert {p.name for p in folder.iterdir()} == {"run.json", "history.csv", "probabilities.csv"}
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["model_name"] == "tiny" and meta["config"]["beta"] == 0.3
+    loaded = load_run(tmp_path, result.config, result.key)
+    assert loaded.config == result.config and loaded.model_name == "tiny"
+    assert loaded.history.task == result.history.task
+    assert loaded.history.kl_forward == result.history.kl_forward
+    assert loaded.history.total == result.history.total
+    assert loaded.train_texts == result.train_texts and loaded.test_labels == result.test_labels
+    for name, table in result.probs.items():
+        assert torch.equal(loaded.probs[name], table), name
+    assert loaded.wall_time_s == result.wall_time_s
+
+
+def test_resume_skips_finished_runs(tmp_path, data, tiny, tokenizer, monkeypatch):
+    configs = [FAST, FAST.replace(method="rkl", beta=0.5)]
+    first = sweep(configs, data, tiny, tokenizer, tmp_path)
+    counter = Counter(monkeypatch)
+    again = sweep(configs, data, tiny, tokenizer, tmp_path)
+    assert counter.calls == []
+    assert [r.history.total for r in again] == [r.history.total for r in first]
+    sweep(configs, data, tiny, tokenizer, tmp_path, force=True)
+    assert counter.calls == ["sft", "rkl_b0.5"]
+
+
+def test_a_changed_config_or_data_reruns(tmp_path, data, tiny, tokenizer, monkeypatch):
+    sweep([FAST.replace(method="fkl", beta=0.1)], data, tiny, tokenizer, tmp_path)
+    counter = Counter(monkeypatch)
+    sweep([FAST.replace(method="fkl", beta=0.1, lr=2e-4)], data, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["fkl_b0.1"]
+    smaller = training.TextData(
+        data.train_texts[:5],
+        data.train_labels[:5],
+        data.test_texts,
+        data.test_labels,
+        data.label_names,
+    )
+    sweep([FAST.replace(method="fkl", beta=0.1)], smaller, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["fkl_b0.1", "fkl_b0.1"]
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("fkl_b0.1-")]) == 3
+
+
+def test_an_unfinished_folder_is_not_a_finished_run(tmp_path, data, tiny, tokenizer):
+    (result,) = sweep([FAST], data, tiny, tokenizer, tmp_path)
+    assert is_finished(tmp_path, result.config, result.key)
+    (run_dir(tmp_path, result.config, result.key) / "run.json").write_text("{broken")
+    assert not is_finished(tmp_path, result.config, result.key)
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        load_run(tmp_path, result.config, result.key)
+    save_run(result, tmp_path)  # replaces the broken folder
+    assert is_finished(tmp_path, result.config, result.key)
+
+
+def test_summary_row_matches_naive_metrics(tmp_path, data, tiny, tokenizer):
+    results = sweep([FAST, FAST.replace(method="fkl", beta=0.9)], data, tiny, tokenizer, tmp_path)
+    row = results[1].summary("test")
+    p = results[1].prob("final", "test")
+    assert row["max_prob_test"] == pytest.approx(float(p.max(-1).values.mean()))
+    assert row["entropy_test"] == pytest.approx(float(entropy(p).mean()))
+    train = results[1].prob("final", "train")
+    labels = torch.tensor(data.train_labels)
+    naive = -sum(float(train[i, y].log()) for i, y in enumerate(labels)) / len(labels)
+    assert row["task_loss_train"] == pytest.approx(naive)
+    assert 0 <= row["train_acc"] <= 1 and row["test_acc"] in (0.0, 0.5, 1.0)
+    table = summary_table(results)
+    assert list(table.index) == ["sft", "fkl_b0.9"]
+
+
+def test_default_results_dir_honours_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("KL_RESULTS", str(tmp_path / "elsewhere"))
+    assert default_results_dir() == tmp_path / "elsewhere"
+    monkeypatch.delenv("KL_RESULTS")
+    assert default_results_dir().name == "results"

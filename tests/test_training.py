@@ -1,0 +1,207 @@
+"""Tests for kl_helpers.training on a tiny random BERT with the bundled (MiniLM) tokenizer."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from kl_helpers.config import ExperimentConfig
+from kl_helpers.divergences import kl_divergence
+from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
+from kl_helpers.training import (
+    TextData,
+    article_data,
+    encode,
+    forward_logits,
+    frozen_reference,
+    kl_regularised_loss,
+    make_optimizer,
+    pad_batch,
+    predict_logits,
+    run_experiment,
+    train_step,
+)
+
+FAST = ExperimentConfig(epochs=3, device="cpu")  # a few steps: enough to test the mechanics
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(resolve_model("minilm"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return article_data()
+
+
+@pytest.fixture()
+def tiny():
+    return build_tiny_bert(num_labels=3, seed=0)
+
+
+def run(config, data, tiny, tokenizer):
+    return run_experiment(config, data, model=tiny, tokenizer=tokenizer, model_name="tiny")
+
+
+def test_loss_matches_naive_float64_in_both_directions():
+    g = torch.Generator().manual_seed(0)
+    logits, ref = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    p_new, p_ref = logits.double().softmax(-1), ref.double().softmax(-1)
+    naive_task = -p_new[torch.arange(5), labels].log().mean()
+    naive_fwd = (p_ref * (p_ref.log() - p_new.log())).sum(-1).mean()  # KL(p_ref‖p_new)
+    naive_rev = (p_new * (p_new.log() - p_ref.log())).sum(-1).mean()  # KL(p_new‖p_ref)
+    total, task, fwd, rev = kl_regularised_loss(logits, labels, ref, "fkl", 0.3)
+    assert_close(task.double(), naive_task, rtol=1e-5, atol=1e-6)
+    assert_close(fwd.double(), naive_fwd, rtol=1e-5, atol=1e-6)
+    assert_close(rev.double(), naive_rev, rtol=1e-5, atol=1e-6)
+    assert_close(total.double(), naive_task + 0.3 * naive_fwd, rtol=1e-5, atol=1e-6)
+    total_r = kl_regularised_loss(logits, labels, ref, "rkl", 0.7)[0]
+    assert_close(total_r.double(), naive_task + 0.7 * naive_rev, rtol=1e-5, atol=1e-6)
+    assert_close(kl_regularised_loss(logits, labels, ref, "sft", 0.0)[0], task)
+    with pytest.raises(ValueError, match="method must be"):
+        kl_regularised_loss(logits, labels, ref, "js", 0.1)
+
+
+def test_loss_has_no_nan_for_extreme_logits():
+    logits = torch.tensor([[1e4, -1e4, 0.0]], requires_grad=True)
+    ref = torch.tensor([[-1e4, 1e4, 0.0]])
+    total, *_ = kl_regularised_loss(logits, torch.tensor([0]), ref, "rkl", 0.5)
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(logits.grad).all()
+
+
+def test_pad_batch_pads_right_with_mask():
+    ids, mask = pad_batch([torch.tensor([5, 6, 7]), torch.tensor([8])], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert pad_batch([torch.tensor([1])], 0, pad_to=4)[0].shape == (1, 4)
+
+
+def test_padding_does_not_change_eval_logits(tiny, tokenizer, data):
+    enc = encode(tokenizer, data.train_texts, data.train_labels, 128)
+    alone = torch.cat([predict_logits(tiny, type(enc)((x,), enc.labels[:1], 0)) for x in enc.ids])
+    assert_close(predict_logits(tiny, enc), alone, rtol=0, atol=1e-5)
+    assert_close(predict_logits(tiny, enc, pad_to=128), alone, rtol=0, atol=1e-5)
+    assert_close(predict_logits(tiny, enc, batch_size=2), alone, rtol=0, atol=1e-5)
+
+
+def test_cached_reference_logits_equal_recomputed_ones(tiny, tokenizer, data):
+    enc = encode(tokenizer, data.train_texts, data.train_labels, 128)
+    reference = frozen_reference(tiny, FAST)
+    cached = predict_logits(reference, enc)
+    for idx in (torch.tensor([3, 0, 6]), torch.randperm(len(enc))):
+        ids, mask = pad_batch([enc.ids[i] for i in idx], enc.pad_id)
+        with torch.no_grad():
+            fresh = forward_logits(reference, ids, mask)
+        assert_close(cached[idx], fresh, rtol=0, atol=1e-5)
+
+
+def test_cached_and_recomputed_reference_train_alike(tiny, tokenizer, data):
+    config = FAST.replace(method="fkl", beta=0.5)
+    cached = run(config, data, tiny, tokenizer)
+    live = run(config.replace(cache_reference=False), data, tiny, tokenizer)
+    assert_close(
+        torch.tensor(cached.history.total), torch.tensor(live.history.total), rtol=0, atol=1e-4
+    )
+
+
+def test_reference_is_a_frozen_exact_copy(tiny):
+    reference = frozen_reference(tiny, FAST)
+    assert not reference.training
+    assert not any(p.requires_grad for p in reference.parameters())
+    for (name, a), b in zip(
+        tiny.state_dict().items(), reference.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    other = frozen_reference(tiny, FAST.replace(reference="independent_head"))
+    assert not torch.equal(other.classifier.weight, tiny.classifier.weight)
+    assert torch.equal(
+        other.bert.embeddings.word_embeddings.weight, tiny.bert.embeddings.word_embeddings.weight
+    )
+
+
+def test_kl_is_zero_at_step_zero_only_for_the_same_start_reference(tiny, tokenizer, data):
+    same = run(FAST.replace(method="fkl", beta=0.1), data, tiny, tokenizer)
+    assert same.kl_at_start() == pytest.approx(0.0, abs=1e-10)
+    assert_close(same.all_probs("start"), same.all_probs("reference"))
+    article = run(
+        FAST.replace(method="fkl", beta=0.1, reference="independent_head"), data, tiny, tokenizer
+    )
+    assert article.kl_at_start() > 1e-6
+    # Dropout is on while training, so even the same-start run's first training-step KL > 0.
+    assert same.history.kl_forward[0] > 0
+
+
+def test_run_leaves_the_start_model_untouched(tiny, tokenizer, data):
+    before = copy.deepcopy(tiny.state_dict())
+    run(FAST.replace(method="rkl", beta=0.3), data, tiny, tokenizer)
+    for name, value in tiny.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
+def test_same_config_same_numbers_and_seed_matters(tiny, tokenizer, data):
+    config = FAST.replace(method="rkl", beta=0.3)
+    a, b = run(config, data, tiny, tokenizer), run(config, data, tiny, tokenizer)
+    assert a.history.total == b.history.total
+    assert torch.equal(a.all_probs("final"), b.all_probs("final"))
+    c = run(config.replace(seed=1), data, tiny, tokenizer)
+    assert a.history.total != c.history.total
+
+
+def test_history_shape_and_result_fields(tiny, tokenizer, data):
+    result = run(FAST.replace(batch_size=3), data, tiny, tokenizer)  # 7 texts -> 3 steps/epoch
+    assert len(result.history) == 3 * 3 and result.history.epoch[:4] == [0, 0, 0, 1]
+    assert result.model_name == "tiny" and result.config.device == "cpu"
+    assert result.prob("final", "train").shape == (7, 3)
+    assert result.prob("final", "test").shape == (2, 3)
+    assert_close(result.all_probs("final").sum(-1), torch.ones(9, dtype=torch.float64))
+    assert result.wall_time_s > 0
+
+
+def test_training_fits_and_kl_penalty_restrains(tiny, tokenizer, data):
+    sft = run(FAST.replace(epochs=30, lr=1e-3), data, tiny, tokenizer)
+    fkl = run(FAST.replace(epochs=30, lr=1e-3, method="fkl", beta=5.0), data, tiny, tokenizer)
+    assert sft.history.task[-1] < sft.history.task[0]
+    assert fkl.kl_to_reference().mean() < sft.kl_to_reference().mean()
+
+
+def test_train_step_needs_a_reference(tiny):
+    opt = make_optimizer(tiny.parameters(), FAST, torch.device("cpu"))
+    ids, mask = pad_batch([torch.tensor([101, 102])], 0)
+    with pytest.raises(ValueError, match="ref_logits or a reference"):
+        train_step(tiny, opt, ids, mask, torch.tensor([0]), "fkl", 0.1)
+
+
+@pytest.mark.parametrize("impl", ["fused", "foreach", "for_loop", "auto"])
+def test_optimizer_implementations(tiny, impl):
+    opt = make_optimizer(tiny.parameters(), FAST.replace(optimizer=impl), torch.device("cpu"))
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["lr"] == 1e-4
+
+
+def test_text_data_validation_and_fingerprint(data):
+    with pytest.raises(ValueError, match="2 texts but 1 labels"):
+        TextData(("a", "b"), (0,), (), (), ("x", "y"))
+    with pytest.raises(ValueError, match="labels must be in"):
+        TextData(("a",), (2,), (), (), ("x", "y"))
+    with pytest.raises(ValueError, match="at least one training text"):
+        TextData((), (), (), (), ("x", "y"))
+    assert data.num_labels == 3 and len(data.train_texts) == 7 and len(data.test_texts) == 2
+    other = TextData(
+        data.train_texts,
+        data.train_labels,
+        data.test_texts[:1],
+        data.test_labels[:1],
+        data.label_names,
+    )
+    assert data.fingerprint() == article_data().fingerprint() != other.fingerprint()
+
+
+def test_kl_to_reference_matches_divergences(tiny, tokenizer, data):
+    r = run(FAST.replace(method="fkl", beta=0.1), data, tiny, tokenizer)
+    expected = kl_divergence(r.all_probs("reference"), r.all_probs("final"))
+    assert_close(r.kl_to_reference(), expected)
