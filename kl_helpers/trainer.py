@@ -442,6 +442,7 @@ def kl_training_arguments(config: Any, output_dir: str, **overrides: Any) -> KLT
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning warns and does nothing on CPU
     )
     values.update(overrides)
     return KLTrainingArguments(**values)
