@@ -186,17 +186,23 @@ def train_step(
 ) -> torch.Tensor:
     """One optimizer step on one batch; returns detached ``(task, kl_forward, kl_reverse)``.
 
-    Pass cached ``ref_logits`` (fast) or a frozen ``reference`` to run under ``no_grad``.
+    Pass cached ``ref_logits`` (fast) or a frozen ``reference`` to run under ``no_grad``; plain
+    SFT may pass neither (as the article does), then both KL monitors are NaN.
     """
-    if ref_logits is None:
-        if reference is None:
-            raise ValueError("train_step needs ref_logits or a reference model")
+    if ref_logits is None and reference is not None:
         with torch.no_grad(), _autocast(input_ids.device, amp_dtype):
             ref_logits = forward_logits(reference, input_ids, attention_mask)
+    if ref_logits is None and method != "sft":
+        raise ValueError("train_step needs ref_logits or a reference model")
     optimizer.zero_grad(set_to_none=True)
     with _autocast(input_ids.device, amp_dtype):
         logits = forward_logits(model, input_ids, attention_mask)
-    total, task, kl_fwd, kl_rev = kl_regularised_loss(logits, labels, ref_logits, method, beta)
+    if ref_logits is None:  # plain SFT without any reference: nothing to monitor (NaN)
+        task = calculate_cross_entropy_loss(logits.float(), labels)
+        total = task
+        kl_fwd = kl_rev = torch.full_like(task, torch.nan)
+    else:
+        total, task, kl_fwd, kl_rev = kl_regularised_loss(logits, labels, ref_logits, method, beta)
     if scaler is not None and scaler.is_enabled():
         scaler.scale(total).backward()
         scaler.step(optimizer)
@@ -411,6 +417,9 @@ def run_experiment(
         "start/test": probs(logits(student, test)),
     }
     ref_logits = ref_train_logits if config.cache_reference else None
+    # Without the cache the reference runs on every batch, as in the article (which skips it for
+    # plain SFT; so do we, and that run's KL monitors are then NaN).
+    live = not config.cache_reference and config.method != "sft"
     optimizer = make_optimizer(student.parameters(), config, device)
     seed_everything(config.seed)  # dropout masks do not depend on what ran before
     history = train_loop(
@@ -419,7 +428,7 @@ def run_experiment(
         train,
         config,
         ref_logits,
-        None if config.cache_reference else reference,
+        reference if live else None,
         device,
         amp_dtype,
     )
