@@ -64,7 +64,8 @@ class SweepPlan:
         """One line: mode, data size, grid and run count."""
         n = self.data.n_per_class * len(LABEL_NAMES)
         return (
-            f"{self.mode} sweep: {n} sentences (train/validation/test {self.data.fractions}), "
+            f"{self.mode} sweep: {n} sentences (train/validation/test "
+            f"{'/'.join(f'{x:.2f}' for x in self.data.fractions)}), "
             f"β ∈ {{0, {', '.join(f'{b:g}' for b in self.betas)}}} × {{fkl, rkl}} × "
             f"seeds {list(self.seeds)} = {len(self.configs())} runs of {self.base.epochs} epochs"
         )
@@ -72,7 +73,7 @@ class SweepPlan:
 
 # Both modes share the data's construction, the learning rate and the batch size; the quick one
 # trains on fewer sentences for fewer steps with fewer β values and seeds.
-_BASE = ExperimentConfig(lr=1e-4, batch_size=32, max_length=32, epochs=16)
+_BASE = ExperimentConfig(lr=1e-4, batch_size=32, max_length=32, epochs=12)
 PLANS: dict[str, SweepPlan] = {
     "full": SweepPlan(
         mode="full",
