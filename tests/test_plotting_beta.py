@@ -85,3 +85,16 @@ def test_reliability_diagram():
     assert pb.plot_reliability(bins, ax=ax) is ax
     assert ax.get_lines()[0].get_label() == "perfect calibration"
     plt.close(fig)
+
+
+def test_metric_vs_beta_ignores_reference_rows():
+    table = pd.concat(
+        [
+            _sweep_table(),
+            pd.DataFrame([{"method": "reference", "beta": np.inf, "seed": 0, "nll": 1.1}]),
+        ]
+    )
+    fig, ax = plt.subplots()
+    pb.plot_metric_vs_beta(table, "nll", "NLL (nats)", ax=ax)
+    np.testing.assert_allclose(ax.get_xticks(), [0.1, 1.0, 10.0])
+    plt.close(fig)

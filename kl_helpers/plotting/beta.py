@@ -146,7 +146,7 @@ def plot_metric_vs_beta(
         raise ValueError(f"spread must be 'minmax' or 'std', got {spread!r}")
     ax = get_ax(ax)
     for method in ("fkl", "rkl"):
-        rows = table[table["method"] == method]
+        rows = table[(table["method"] == method) & np.isfinite(table["beta"])]
         if rows.empty:
             continue
         s = _stats(rows, metric, spread)
@@ -170,6 +170,10 @@ def plot_metric_vs_beta(
         )
         ax.axhspan(s["lo"], s["hi"], color=style["color"], alpha=0.08)
     ax.set_xscale("log")
+    kl_rows = table[table["method"].isin(["fkl", "rkl"])]
+    betas = sorted(b for b in kl_rows["beta"].unique() if 0 < b < math.inf)
+    ax.set_xticks(betas, [f"{b:g}" for b in betas])
+    ax.minorticks_off()
     ax.set_xlabel("β (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel} against β ({'min–max' if spread == 'minmax' else '±1 sd'} over seeds)")
@@ -205,7 +209,7 @@ def plot_tradeoff(
         )
         for _, row in rows.iterrows():
             ax.annotate(
-                f"{row['beta']:g}",
+                f"β={row['beta']:g}",
                 (row[x], row[y]),
                 textcoords="offset points",
                 xytext=(4, 3),
@@ -250,5 +254,5 @@ def plot_reliability(bins: Mapping[str, ReliabilityBins], ax: Axes | None = None
     ax.set_xlabel("confidence (max probability), bin mean")
     ax.set_ylabel("accuracy in the bin")
     ax.set_title("Reliability diagram on the held-out test split")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower right")
     return ax
