@@ -329,13 +329,9 @@ def make_optimizer(params, config: ExperimentConfig, device: torch.device) -> to
         "foreach": {"foreach": True},
         "for_loop": {"foreach": False, "fused": False},
     }[impl]
-    params = list(params)
-    try:
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **flags)
-    except RuntimeError:  # fused AdamW unsupported here (CPU before torch 2.4): next fastest
-        if config.optimizer != "auto":
-            raise
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if impl == "fused" and config.optimizer == "auto" and not _fused_adamw_available(device):
+        flags = {"foreach": True}  # no fused AdamW here (CPU before torch 2.4): next fastest
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **flags)
 
 
 def frozen_reference(start_model: torch.nn.Module, config: ExperimentConfig) -> torch.nn.Module:
@@ -365,8 +361,27 @@ def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
 
 
 def resolved(config: ExperimentConfig, model_name: str, device: torch.device) -> ExperimentConfig:
-    """``config`` with the model name and device type filled in (what the cache key sees)."""
-    return config.replace(model=model_name, device=device.type)
+    """``config`` with model name, device type, AdamW implementation and precision filled in
+    (what the cache key sees: results from another implementation are not reused)."""
+    optimizer = config.optimizer
+    if optimizer == "auto":
+        optimizer = FASTEST_ADAMW.get(device.type, "foreach")
+    if optimizer == "fused" and not _fused_adamw_available(device):
+        optimizer = "foreach"
+    amp = autocast_dtype(config, device)
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp]
+    return config.replace(
+        model=model_name, device=device.type, optimizer=optimizer, precision=precision
+    )
+
+
+def _fused_adamw_available(device: torch.device) -> bool:
+    """True if torch has a fused AdamW for ``device`` (CPU: torch >= 2.4)."""
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+    except (RuntimeError, TypeError):
+        return False
+    return True
 
 
 def run_experiment(

@@ -157,6 +157,8 @@ def test_history_shape_and_result_fields(tiny, tokenizer, data):
     result = run(FAST.replace(batch_size=3), data, tiny, tokenizer)  # 7 texts -> 3 steps/epoch
     assert len(result.history) == 3 * 3 and result.history.epoch[:4] == [0, 0, 0, 1]
     assert result.model_name == "tiny" and result.config.device == "cpu"
+    # "auto" choices are resolved before keying, so the cache never mixes implementations.
+    assert (result.config.optimizer, result.config.precision) == ("fused", "fp32")
     assert result.prob("final", "train").shape == (7, 3)
     assert result.prob("final", "test").shape == (2, 3)
     assert_close(result.all_probs("final").sum(-1), torch.ones(9, dtype=torch.float64))
