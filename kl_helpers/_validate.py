@@ -44,3 +44,16 @@ def check_positive(value: torch.Tensor, name: str) -> None:
     """Raise unless every entry of ``value`` is > 0 (e.g. a standard deviation)."""
     if torch.isnan(value).any() or (value <= 0).any():
         raise ValueError(f"{name} must be > 0, got {value.tolist()}")
+
+
+def probability_pair(
+    p: torch.Tensor | object, q: torch.Tensor | object, validate: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``p`` and ``q`` as float tensors of one shape; with ``validate``, both checked as tables."""
+    p = as_float_tensor(p)
+    q = as_float_tensor(q, like=p)
+    check_same_shape(p, q, ("p", "q"))
+    if validate:
+        check_probabilities(p, "p")
+        check_probabilities(q, "q")
+    return p, q

@@ -9,17 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
-
-
-def _pair(p: object, q: object, validate: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    p = as_float_tensor(p)
-    q = as_float_tensor(q, like=p)
-    check_same_shape(p, q, ("p", "q"))
-    if validate:
-        check_probabilities(p, "p")
-        check_probabilities(q, "q")
-    return p, q
+from kl_helpers._validate import (
+    as_float_tensor,
+    check_probabilities,
+    check_same_shape,
+    probability_pair,
+)
 
 
 def entropy(p: torch.Tensor, validate: bool = True) -> torch.Tensor:
@@ -32,13 +27,13 @@ def entropy(p: torch.Tensor, validate: bool = True) -> torch.Tensor:
 
 def cross_entropy(p: torch.Tensor, q: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """Cross-entropy H(P, Q) = −Σ p log q over the last dim, in nats (+inf if q=0 where p>0)."""
-    p, q = _pair(p, q, validate)
+    p, q = probability_pair(p, q, validate)
     return -torch.special.xlogy(p, q).sum(dim=-1)
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """KL(P‖Q) = Σ p log(p/q) over the last dim, in nats; weights are ``p``'s probabilities."""
-    p, q = _pair(p, q, validate)
+    p, q = probability_pair(p, q, validate)
     return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q)).sum(dim=-1)
 
 

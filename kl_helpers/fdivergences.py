@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import probability_pair
 
 INF = math.inf
 
@@ -198,12 +198,7 @@ def f_divergence(
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}; choose from {sorted(CONVENTIONS)}")
     gen = _resolve(f, params)
-    p = as_float_tensor(p)
-    q = as_float_tensor(q, like=p)
-    check_same_shape(p, q, ("p", "q"))
-    if validate:
-        check_probabilities(p, "p")
-        check_probabilities(q, "q")
+    p, q = probability_pair(p, q, validate)
     return CONVENTIONS[convention][0](p, q, gen)
 
 

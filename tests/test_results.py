@@ -10,7 +10,6 @@ import torch
 from kl_helpers import training
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import entropy
-from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
 from kl_helpers.results import (
     default_results_dir,
     is_finished,
@@ -19,24 +18,9 @@ from kl_helpers.results import (
     save_run,
     summary_table,
 )
-from kl_helpers.training import article_data, run_sweep
+from kl_helpers.training import run_sweep
 
 FAST = ExperimentConfig(epochs=2, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(resolve_model("minilm"))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return article_data()
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return build_tiny_bert(num_labels=3, seed=0)
 
 
 def sweep(configs, data, tiny, tokenizer, folder, **kw):

@@ -10,7 +10,6 @@ from torch.testing import assert_close
 
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import kl_divergence
-from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
 from kl_helpers.training import (
     TextData,
     article_data,
@@ -26,21 +25,6 @@ from kl_helpers.training import (
 )
 
 FAST = ExperimentConfig(epochs=3, device="cpu")  # a few steps: enough to test the mechanics
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(resolve_model("minilm"))
-
-
-@pytest.fixture(scope="module")
-def data():
-    return article_data()
-
-
-@pytest.fixture()
-def tiny():
-    return build_tiny_bert(num_labels=3, seed=0)
 
 
 def run(config, data, tiny, tokenizer):

@@ -1,0 +1,24 @@
+"""Fixtures shared by the engine tests: the bundled tokenizer, the article's data, a tiny BERT."""
+
+import pytest
+
+from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
+from kl_helpers.training import article_data
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The bundled MiniLM's uncased WordPiece tokenizer (real vocabulary, no download)."""
+    return load_tokenizer(resolve_model("minilm"))
+
+
+@pytest.fixture(scope="session")
+def data():
+    """The article's nine sentences, split 7 train / 2 test."""
+    return article_data()
+
+
+@pytest.fixture()
+def tiny():
+    """A fresh 2-layer, 32-wide BERT classifier with seed 0 (tests may train it)."""
+    return build_tiny_bert(num_labels=3, seed=0)
