@@ -1,9 +1,15 @@
-"""Helpers for the kl-regularization notebook series.
+"""Helpers for the kl-regularization notebook series. Importing the package has no side effects.
 
-Modules by topic: ``divergences`` (discrete KL and friends), ``gaussian`` (closed forms),
-``losses`` (the article's SFT loss functions), ``runtime`` (device, seeds, quiet logs),
-``models`` (offline-first BERT resolution), ``plotting`` (Axes-returning figure helpers).
-Importing the package has no side effects.
+Modules by topic (and the notebook that introduces them):
+
+- ``divergences`` KL, entropy, cross-entropy (01); ``gaussian`` closed forms (02)
+- ``mixtures`` forward vs reverse KL fits (03); ``fdivergences``, ``bregman`` the family (04)
+- ``losses`` the article's SFT losses; ``rlhf``, ``variational`` KL in optimisation (05)
+- ``config``, ``training``, ``results``, ``data`` the fast experiment engine and its cache (06)
+- ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
+- ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
+- ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
+  ``plotting`` Axes-returning figure helpers by topic
 """
 
 __version__ = "0.1.0"

@@ -425,11 +425,16 @@ def run_experiment(
         return torch.softmax(net_logits.double(), dim=-1).cpu()
 
     ref_train_logits = logits(reference, train)  # once per text: reused at every step
+    ref_test_logits = logits(reference, test)
+    if config.reference == "same_start":  # an exact copy: the start model predicts the same
+        start_train_logits, start_test_logits = ref_train_logits, ref_test_logits
+    else:
+        start_train_logits, start_test_logits = logits(student, train), logits(student, test)
     table = {
         "reference/train": probs(ref_train_logits),
-        "reference/test": probs(logits(reference, test)),
-        "start/train": probs(logits(student, train)),
-        "start/test": probs(logits(student, test)),
+        "reference/test": probs(ref_test_logits),
+        "start/train": probs(start_train_logits),
+        "start/test": probs(start_test_logits),
     }
     ref_logits = ref_train_logits if config.cache_reference else None
     # Without the cache the reference runs on every batch, as in the article (which skips it for
