@@ -69,6 +69,7 @@ class RunResult:
     test_labels: tuple[int, ...]
     history: LossHistory
     probs: dict[str, torch.Tensor] = field(repr=False)  # "<kind>/<split>" -> (N, C) float64
+    cpu_threads: int | None = None  # torch's intra-op threads when it ran (None: not recorded)
 
     def prob(self, kind: str, split: str) -> torch.Tensor:
         """Class probabilities ``(N, C)`` of ``kind`` (reference|start|final) on ``split``."""
@@ -156,6 +157,7 @@ def save_run(result: RunResult, results_dir: Path | str) -> Path:
         "model_name": result.model_name,
         "device": result.device,
         "wall_time_s": result.wall_time_s,
+        "cpu_threads": result.cpu_threads,
         "label_names": list(result.label_names),
         "steps": len(result.history),
     }
@@ -186,6 +188,7 @@ def load_run(results_dir: Path | str, config: ExperimentConfig, key: str) -> Run
         test_labels=labels["test"],
         history=history,
         probs=probs,
+        cpu_threads=meta.get("cpu_threads"),
     )
 
 

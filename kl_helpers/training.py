@@ -470,6 +470,7 @@ def run_experiment(
         test_labels=data.test_labels,
         history=history,
         probs=table,
+        cpu_threads=torch.get_num_threads(),
     )
 
 

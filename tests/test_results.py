@@ -65,6 +65,7 @@ def test_save_load_round_trip_is_exact(tmp_path, data, tiny, tokenizer):
     for name, table in result.probs.items():
         assert torch.equal(loaded.probs[name], table), name
     assert loaded.wall_time_s == result.wall_time_s
+    assert loaded.cpu_threads == result.cpu_threads == torch.get_num_threads()
 
 
 def test_resume_skips_finished_runs(tmp_path, data, tiny, tokenizer, monkeypatch):
