@@ -96,11 +96,42 @@ def prepare_reference(
     ref_model: torch.nn.Module, accelerator: Any, device: torch.device | str
 ) -> torch.nn.Module:
     """Put the frozen reference under accelerate in evaluation mode, as TRL does: same mixed
-    precision (autocast) as the policy, never DDP-wrapped; sharded under DeepSpeed ZeRO-3."""
+    precision (autocast) as the policy, never DDP-wrapped; sharded like the policy under
+    DeepSpeed ZeRO-3 and FSDP (accelerate's evaluation mode alone would not shard it)."""
     make_reference(ref_model, copy_model=False, device=device)
     if deepspeed_zero_stage(accelerator) == 3:
         return deepspeed_inference_engine(ref_model, accelerator.state.deepspeed_plugin)
-    return accelerator.prepare_model(ref_model, evaluation_mode=True)
+    reference = accelerator.prepare_model(ref_model, evaluation_mode=True)
+    if getattr(accelerator.state, "fsdp_plugin", None) is not None:
+        reference = fsdp_reference(reference, accelerator)
+    return reference
+
+
+def fsdp_reference(model: torch.nn.Module, accelerator: Any) -> torch.nn.Module:
+    """Shard a frozen reference with FSDP using the run's FSDP plugin (the arguments accelerate
+    gives the policy), so no GPU holds a full copy; eval mode, never stepped."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    if getattr(accelerator, "is_fsdp2", False):
+        raise ValueError("FSDP2 is not supported for a live reference: precompute its logits")
+    if not isinstance(model, FSDP):
+        plugin = accelerator.state.fsdp_plugin
+        plugin.set_auto_wrap_policy(model)
+        model = FSDP(
+            model,
+            sharding_strategy=plugin.sharding_strategy or plugin.reshard_after_forward,
+            cpu_offload=plugin.cpu_offload,
+            auto_wrap_policy=plugin.auto_wrap_policy,
+            mixed_precision=plugin.mixed_precision_policy,
+            sync_module_states=plugin.sync_module_states,
+            backward_prefetch=plugin.backward_prefetch,
+            forward_prefetch=plugin.forward_prefetch,
+            use_orig_params=plugin.use_orig_params,
+            limit_all_gathers=plugin.limit_all_gathers,
+            device_id=accelerator.device,
+        )
+    model.eval()
+    return model
 
 
 def deepspeed_inference_engine(model: torch.nn.Module, plugin: Any) -> torch.nn.Module:

@@ -129,6 +129,15 @@ def test_deepspeed_stage_comes_from_the_accelerate_state(monkeypatch):
         )  # fmt: skip
 
 
+def test_fsdp_runs_shard_the_reference(monkeypatch):
+    """accelerate's evaluation mode does not shard under FSDP: the reference is wrapped itself."""
+    accelerator = fake_accelerator(None)
+    accelerator.state.fsdp_plugin = object()
+    monkeypatch.setattr(trainer_utils, "fsdp_reference", lambda m, acc: ("sharded", m[0]))
+    model = build_tiny_bert(num_labels=2)
+    assert trainer_utils.prepare_reference(model, accelerator, "cpu") == ("sharded", "prepared")
+
+
 def test_zero1_and_2_may_copy_the_model_but_partitioned_weights_are_refused():
     model = build_tiny_bert(num_labels=2)
     ref = trainer_utils.copy_as_reference(model)  # what ZeRO-1/2 runs do: whole weights
