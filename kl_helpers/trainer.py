@@ -8,7 +8,7 @@ Classification heads (logits ``(B, C)``) and causal LMs (``(B, T, V)``: shifted 
 dropped, normalised by the accumulated batch's valid tokens as transformers and TRL do) both work.
 
 The reference is frozen, in eval mode, and prepared by accelerate in evaluation mode (TRL's way:
-same mixed precision as the policy, never DDP-wrapped; ZeRO-3 sharded under DeepSpeed). For a
+same mixed precision as the policy, never DDP-wrapped; sharded under FSDP and ZeRO-3). For a
 PEFT/LoRA policy (``--lora_r``) the reference is the policy with its adapters disabled, no copy.
 For a fixed classification dataset its logits can be computed once (``add_reference_logits``).
 Run ``python -m kl_helpers.trainer --help`` for the command line (torchrun / accelerate launch).
