@@ -17,11 +17,11 @@ pytestmark = pytest.mark.edits
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 CASES = {
-    # the edit each notebook suggests in its own edit cell
+    # 06: the edit its edit cell suggests, then another β list with another seed and shown β
     "06-suggested": ("06_bert_experiment.ipynb", {"BETAS": [0.05, 2.0]}),
-    "07-suggested": ("07_beta_strength.ipynb", {"BETAS": [0.05, 2.0]}),
-    # another β list with another seed (and a β to show that ran)
     "06-other": ("06_bert_experiment.ipynb", {"BETAS": [1.5, 0.2], "SEED": 3, "SHOW_BETA": 1.5}),
+    # 07 (quick mode): the same suggestion, then another β list with another seed
+    "07-suggested": ("07_beta_strength.ipynb", {"BETAS": [0.05, 2.0]}),
     "07-other": ("07_beta_strength.ipynb", {"BETAS": [0.2, 1.5], "SEEDS": [3]}),
 }
 
