@@ -1,5 +1,6 @@
 # make run   - create .venv, install, execute every notebook in order (outputs saved in place)
 # make test  - same set-up, then ruff, unit tests, nbval over every notebook
+# make edits - notebooks 06 and 07 with edited parameters (papermill), every cell must run
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval bench clean
+.PHONY: setup run test lint unit nbval edits bench clean
 
 setup: $(STAMP)
 
@@ -51,6 +52,11 @@ nbval: $(STAMP)
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800
 
 test: lint unit nbval
+
+# A reader's edits, injected by papermill into the edit cells of notebooks 06 and 07 (quick mode,
+# bundled MiniLM, a temporary results folder): every cell must still run. Slow, so not in `test`.
+edits: $(STAMP)
+	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py

@@ -12,7 +12,8 @@ Modules by topic (and the notebook that introduces them):
 - the engine (06): ``config``, ``encoding`` (texts, replay texts, padding), ``precision``
   (autocast, AdamW choice), ``training`` (loss, step, loop; re-exports the notebook names),
   ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
-- ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
+- ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07);
+  ``edits`` checks of what a reader typed into an edit cell (06-08)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

@@ -8,6 +8,7 @@ read back from the results cache and an interrupted sweep resumes. Introduced in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,32 @@ PLANS: dict[str, SweepPlan] = {
 def sweep_plan(quick: bool | None = None) -> SweepPlan:
     """The quick plan if ``quick`` (default: ``quick_mode()``), else the full one."""
     return PLANS["quick" if (quick_mode() if quick is None else quick) else "full"]
+
+
+def edited_plan(
+    plan: SweepPlan, betas: Sequence[float] | None = None, seeds: Sequence[int] | None = None
+) -> SweepPlan:
+    """``plan`` with a reader's β grid and seeds (None keeps the plan's); ValueError if invalid."""
+    from kl_helpers.edits import check_betas, check_seeds
+
+    return dataclasses.replace(
+        plan,
+        betas=plan.betas if betas is None else check_betas(betas),
+        seeds=plan.seeds if seeds is None else check_seeds(seeds),
+    )
+
+
+def is_default_plan(plan: SweepPlan) -> bool:
+    """True if ``plan`` is its mode's plan unedited (the grid and seeds the prose describes)."""
+    from kl_helpers.edits import same_betas
+
+    default = PLANS[plan.mode]
+    return (
+        same_betas(plan.betas, default.betas)
+        and tuple(plan.seeds) == tuple(default.seeds)
+        and plan.data == default.data
+        and plan.base == default.base
+    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from kl_helpers.results import (
     default_results_dir,
     is_finished,
     load_run,
+    run_key,
     save_run,
 )
 from kl_helpers.runtime import pick_device, seed_everything
@@ -130,7 +131,7 @@ def run_experiment(
     wall = time.perf_counter() - start
     return RunResult(
         config=config,
-        key=config.key(data.fingerprint()),
+        key=run_key(config, data.fingerprint()),
         model_name=config.model or "custom",
         device=str(device),
         wall_time_s=wall,
@@ -190,7 +191,7 @@ def run_sweep(
                 choices[config.model] = models.resolve_model(config.model)
             name = choices[config.model].name
         full = resolved(config, name, device)
-        key = full.key(data.fingerprint())
+        key = run_key(full, data.fingerprint())
         if not force and is_finished(results_dir, full, key):
             out.append(load_run(results_dir, full, key))
             continue

@@ -20,6 +20,7 @@ MODEL_ENV = "KL_MODEL"
 BERT_BASE = "bert-base-uncased"
 MINILM = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"minilm", "bundled", MINILM.lower(), "sentence-transformers/all-minilm-l6-v2"}
+KNOWN_NAMES: tuple[str, ...] = ("minilm", "bundled", MINILM, BERT_BASE)  # listed in errors
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,23 @@ def resolve_model(choice: str | None = None, hub_timeout: float = 3.0) -> ModelC
         how = "argument" if choice else f"${MODEL_ENV}"
         if explicit.lower() in _MINILM_ALIASES:
             return ModelChoice(MINILM, str(bundled_minilm_path()), True, f"chosen by {how}")
-        if Path(explicit).is_dir():
-            return ModelChoice(Path(explicit).name, explicit, True, f"local folder chosen by {how}")
-        cached = bert_in_local_cache(explicit)
-        return ModelChoice(explicit, explicit, cached, f"chosen by {how}")
+        if Path(explicit).expanduser().is_dir():
+            folder = str(Path(explicit).expanduser())
+            return ModelChoice(Path(folder).name, folder, True, f"local folder chosen by {how}")
+        if not _is_hub_id(explicit):
+            raise ValueError(_unknown_model(explicit, how, "it is not an existing folder"))
+        if bert_in_local_cache(explicit):
+            return ModelChoice(explicit, explicit, True, f"chosen by {how}, in the local cache")
+        if not hub_reachable(hub_timeout, explicit):
+            raise ValueError(
+                _unknown_model(
+                    explicit,
+                    how,
+                    "it is not a folder, not in the local Hugging Face cache, and the Hub did not "
+                    f"confirm it within {hub_timeout:g} s",
+                )
+            )
+        return ModelChoice(explicit, explicit, False, f"chosen by {how}, from the Hub")
     if bert_in_local_cache():
         return ModelChoice(BERT_BASE, BERT_BASE, True, "found in the local Hugging Face cache")
     if hub_reachable(hub_timeout):
@@ -109,6 +123,27 @@ def resolve_model(choice: str | None = None, hub_timeout: float = 3.0) -> ModelC
         True,
         f"offline fallback: {BERT_BASE} is not cached and the Hub was unreachable (limit "
         f"{hub_timeout:g} s); set {MODEL_ENV}={BERT_BASE} to insist",
+    )
+
+
+def _is_hub_id(name: str) -> bool:
+    """True if ``name`` is shaped like a Hub repo id (``name`` or ``owner/name``), not a path."""
+    if name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1:
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _unknown_model(name: str, how: str, why: str) -> str:
+    return (
+        f"model {name!r} (chosen by {how}) is neither a folder nor a known model: {why}. "
+        f"Known names: {', '.join(KNOWN_NAMES)}; or pass an existing local model folder, or a "
+        "Hugging Face Hub id that is cached locally or reachable"
     )
 
 

@@ -11,6 +11,7 @@ Introduced in notebook 06.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -24,6 +25,8 @@ from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import entropy, kl_divergence
 
 RESULTS_ENV = "KL_RESULTS"  # override the results folder
+PACKAGE_ROOT = Path(__file__).resolve().parent  # the source that the code fingerprint hashes
+NOT_FINGERPRINTED = ("plotting",)  # subpackages that draw numbers but never change them
 FORMAT_VERSION = 1  # bump when the on-disk layout changes; older folders are then rerun
 PROB_KINDS: tuple[str, ...] = ("reference", "start", "final")
 
@@ -50,6 +53,8 @@ class LossHistory:
     @property
     def total(self) -> list[float]:
         """The optimised loss per step: task + β·KL (just the task loss for SFT)."""
+        if self.method == "sft":  # no KL term; its monitor may be NaN (no reference ran)
+            return list(self.task)
         return [t + self.beta * k for t, k in zip(self.task, self.kl, strict=True)]
 
     def __len__(self) -> int:
@@ -61,7 +66,7 @@ class RunResult:
     """One finished run: config, losses per step, class probabilities, model, device, time."""
 
     config: ExperimentConfig
-    key: str  # results-cache key: config (model and device resolved) + data fingerprint
+    key: str  # results-cache key (run_key): resolved config + data + code fingerprint
     model_name: str
     device: str
     wall_time_s: float  # training + evaluation, excluding model loading
@@ -116,6 +121,35 @@ class RunResult:
             "train_acc": self.accuracy("train"),
             "test_acc": self.accuracy("test"),
         }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that compute a run's numbers (torch, transformers)."""
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def code_fingerprint(root: Path | str | None = None) -> str:
+    """Stable 12-hex-digit hash of the package source that decides a run's numbers.
+
+    Every ``*.py`` under ``root`` (default: this package) except ``NOT_FINGERPRINTED``, in sorted
+    path order, plus ``library_versions()``: editing a loss or upgrading torch reruns the runs.
+    """
+    root = Path(root) if root is not None else PACKAGE_ROOT
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if relative.parts[0] in NOT_FINGERPRINTED:
+            continue
+        digest.update(relative.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(json.dumps(library_versions(), sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def run_key(config: ExperimentConfig, data_fingerprint: str) -> str:
+    """Results-cache key of one run: its config, its data and the code that computes it."""
+    return config.key(data_fingerprint, code_fingerprint())
 
 
 def default_results_dir() -> Path:

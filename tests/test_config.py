@@ -9,7 +9,7 @@ from kl_helpers.config import ARTICLE_BETAS, ExperimentConfig, protocol_configs
 
 def test_defaults_are_the_article_protocol():
     c = ExperimentConfig()
-    assert (c.lr, c.epochs, c.batch_size, c.max_length, c.split_seed) == (1e-4, 100, 8, 128, 42)
+    assert (c.lr, c.epochs, c.batch_size, c.max_length) == (1e-4, 100, 8, 128)
     assert c.method == "sft" and c.beta == 0 and c.reference == "same_start"
 
 
@@ -26,7 +26,6 @@ def test_key_is_stable_and_sensitive_to_every_field():
         "batch_size": 4,
         "max_length": 64,
         "seed": 1,
-        "split_seed": 0,
         "model": "minilm",
         "reference": "independent_head",
         "padding": "max_length",
@@ -38,6 +37,13 @@ def test_key_is_stable_and_sensitive_to_every_field():
     keys = {a.replace(**{k: v}).key() for k, v in changed.items()}
     assert len(keys) == len(changed) and a.key() not in keys
     assert a.key("data-1") != a.key("data-2") != a.key()
+
+
+def test_split_seed_is_not_a_config_field():
+    # The split belongs to the data (its fingerprint is in the results key), not to the run.
+    assert "split_seed" not in ExperimentConfig().to_dict()
+    with pytest.raises(ValueError, match="split_seed"):
+        ExperimentConfig.from_dict({"split_seed": 42})
 
 
 def test_replace_and_dict_round_trip():

@@ -80,3 +80,28 @@ def test_tokenizer_is_uncased_bert_vocabulary():
     tok = models.load_tokenizer(resolve_model("minilm"))
     assert tok.vocab_size == 30522
     assert tok("Hello")["input_ids"] == tok("hello")["input_ids"]
+
+
+def test_a_missing_folder_says_so_and_lists_the_known_names(monkeypatch):
+    monkeypatch.setattr(models.urllib.request, "urlopen", lambda *a, **k: pytest.fail("probed"))
+    with pytest.raises(ValueError, match="neither a folder nor a known model") as err:
+        resolve_model("/no/such/folder")
+    assert "'/no/such/folder'" in str(err.value)
+    assert all(name in str(err.value) for name in ("minilm", MINILM, BERT_BASE))
+
+
+def test_an_unknown_hub_name_offline_says_so(monkeypatch):
+    monkeypatch.setattr(models, "bert_in_local_cache", lambda repo_id=BERT_BASE: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0, repo_id=BERT_BASE: False)
+    monkeypatch.setenv("KL_MODEL", "minilmm")  # a typo
+    with pytest.raises(ValueError, match=r"'minilmm' \(chosen by \$KL_MODEL\) is neither"):
+        resolve_model()
+
+
+def test_an_explicit_hub_name_is_accepted_when_cached_or_reachable(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "bert_in_local_cache", lambda repo_id=BERT_BASE: True)
+    assert resolve_model(BERT_BASE).local_files_only
+    monkeypatch.setattr(models, "bert_in_local_cache", lambda repo_id=BERT_BASE: False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0, repo_id=BERT_BASE: True)
+    assert not resolve_model(BERT_BASE).local_files_only
+    assert resolve_model(str(tmp_path)).source == str(tmp_path)  # an existing folder

@@ -31,3 +31,11 @@ def test_gaussian_pair_annotates_the_closed_form_kl():
     texts = [t.get_text() for t in ax.texts]
     assert f"KL(P‖Q) = {kl_normal(1.0, 2.0, 5.0, 1.0).item():.4f} nats" in texts
     plt.close(fig)
+
+
+def test_gaussian_pair_leaves_room_for_the_kl_text_above_the_curves():
+    fig, ax = plt.subplots()
+    plot_gaussian_pair(-1.0, 1.0, 1.0, 2.0, ax=ax)  # the tallest Q of Figure A
+    peak = max(line.get_ydata().max() for line in ax.get_lines())
+    assert ax.get_ylim()[1] >= 1.3 * peak  # the text sits in the top 4% of the axes
+    plt.close(fig)

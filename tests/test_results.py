@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import pytest
 import torch
 
-from kl_helpers import experiment
+from kl_helpers import experiment, results
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import entropy
 from kl_helpers.results import (
+    LossHistory,
+    code_fingerprint,
     default_results_dir,
     is_finished,
     load_run,
@@ -140,3 +144,75 @@ def test_js_run_round_trip_keeps_its_divergence_term(tmp_path, data, tiny, token
     assert h.total == [t + 0.5 * k for t, k in zip(h.task, h.kl_js, strict=True)]
     loaded = load_run(tmp_path, result.config, result.key)
     assert loaded.history.kl_js == h.kl_js and loaded.history.total == h.total
+
+
+def edited_package(tmp_path, relative: str, old: str, new: str):
+    """A copy of the package source with one edit in ``relative`` (what a reader would do)."""
+    copy = tmp_path / "kl_helpers_copy"
+    shutil.copytree(results.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    path = copy / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return copy
+
+
+def test_code_fingerprint_is_stable_and_skips_plotting(tmp_path):
+    assert code_fingerprint() == code_fingerprint() and len(code_fingerprint()) == 12
+    same = edited_package(tmp_path, "losses.py", "", "")
+    assert code_fingerprint(same) == code_fingerprint()
+    plot = edited_package(tmp_path / "b", "plotting/gaussians.py", '"density"', '"density (1/x)"')
+    assert code_fingerprint(plot) == code_fingerprint()
+
+
+def test_an_edited_loss_function_reruns(tmp_path, data, tiny, tokenizer, monkeypatch):
+    folder = tmp_path / "results"
+    config = FAST.replace(method="forward", beta=0.1)
+    sweep([config], data, tiny, tokenizer, folder)
+    counter = Counter(monkeypatch)
+    sweep([config], data, tiny, tokenizer, folder)
+    assert counter.calls == []  # unchanged code: read back from the cache
+    edited = edited_package(
+        tmp_path,
+        "regularizer.py",
+        "return kl_from_logits(ref, policy)",
+        "return 2.0 * kl_from_logits(ref, policy)",
+    )
+    assert code_fingerprint(edited) != code_fingerprint()
+    monkeypatch.setattr(results, "PACKAGE_ROOT", edited)
+    (rerun,) = sweep([config], data, tiny, tokenizer, folder)
+    assert counter.calls == ["forward_b0.1"]  # the edited loss reruns instead of loading
+    assert is_finished(folder, rerun.config, rerun.key)
+    assert len([p for p in folder.iterdir() if p.name.startswith("forward_b0.1-")]) == 2
+
+
+def test_a_changed_library_version_reruns(tmp_path, data, tiny, tokenizer, monkeypatch):
+    import transformers
+
+    sweep([FAST], data, tiny, tokenizer, tmp_path)
+    counter = Counter(monkeypatch)
+    monkeypatch.setattr(torch, "__version__", torch.__version__ + ".edited")
+    sweep([FAST], data, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["sft"]
+    monkeypatch.setattr(transformers, "__version__", "0.0.1")
+    sweep([FAST], data, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["sft", "sft"]
+
+
+def test_sft_totals_are_the_task_loss_even_with_nan_kl_monitors():
+    # SFT with cache_reference=False runs no reference: its KL monitors are NaN, its loss is not.
+    nan = float("nan")
+    h = LossHistory([0, 1], [1.1, 0.9], [nan, nan], [nan, nan], beta=0.0, method="sft")
+    assert h.total == [1.1, 0.9]
+    fkl = LossHistory([0], [1.0], [0.5], [0.25], beta=0.2, method="forward")
+    rkl = LossHistory([0], [1.0], [0.5], [0.25], beta=0.2, method="reverse")
+    assert fkl.total == [1.1] and rkl.total == [1.05]
+
+
+def test_sft_without_reference_cache_records_finite_totals(tmp_path, data, tiny, tokenizer):
+    (result,) = sweep([FAST.replace(cache_reference=False)], data, tiny, tokenizer, tmp_path)
+    assert all(math.isnan(k) for k in result.history.kl_forward)
+    assert all(math.isfinite(t) for t in result.history.total)
+    assert result.history.total == result.history.task
+    loaded = load_run(tmp_path, result.config, result.key)
+    assert loaded.history.total == result.history.task

@@ -23,15 +23,18 @@ def plot_gaussian_fits(
     x = np.linspace(-8, 8, 801) if x is None else x
     xt = torch.as_tensor(x, dtype=torch.float64)
     ax.fill_between(x, mixture.log_pdf(xt).exp().numpy(), color="0.8", label="P (two modes)")
+    peak = float(mixture.log_pdf(xt).exp().max())
     for label, (mu, sigma) in fits.items():
         mu_t, sigma_t = (
             torch.tensor(mu, dtype=torch.float64),
             torch.tensor(sigma, dtype=torch.float64),
         )
         q = normal_log_pdf(xt, mu_t, sigma_t).exp().numpy()
+        peak = max(peak, float(q.max()))
         ax.plot(x, q, lw=2, label=f"{label}: μ={mu:.2f}, σ={sigma:.2f}")
     ax.set(xlabel="x", ylabel="density (per unit of x)", title="Fitted Q = N(μ, σ²) against P")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylim(0, 1.7 * peak)  # headroom: the legend sits above the curves, not on a peak
+    ax.legend(fontsize=8, loc="upper center", ncol=2)
     return ax
 
 
@@ -45,7 +48,8 @@ def plot_kl_landscape(
 ) -> Axes:
     """Contours of a KL (nats) over (μ, σ), values shaped (len(sigmas), len(mus)), with paths.
 
-    Each path is a (steps+1, 2) tensor of (μ, σ); its start is a circle and its end a star.
+    Each path is a (steps+1, 2) tensor of (μ, σ); its start is a circle and its end a star, drawn
+    on top of everything and smaller for each later path, so paths that end together stay visible.
     """
     ax = ax or plt.gca()
     levels = np.quantile(values.numpy(), np.linspace(0.0, 0.9, 16))
@@ -53,13 +57,13 @@ def plot_kl_landscape(
         mus.numpy(), sigmas.numpy(), values.numpy(), levels=levels, cmap="viridis_r", extend="max"
     )
     plt.colorbar(cs, ax=ax, label="KL (nats)")
-    for (label, path), color in zip(
-        paths.items(), ["tab:red", "tab:orange", "w", "k"], strict=False
+    for i, ((label, path), color) in enumerate(
+        zip(paths.items(), ["tab:red", "tab:orange", "w", "k"], strict=False)
     ):
         p = path.numpy()
         ax.plot(p[:, 0], p[:, 1], color=color, lw=1.5, label=label)
         ax.plot(p[0, 0], p[0, 1], "o", color=color, ms=6)
-        ax.plot(p[-1, 0], p[-1, 1], "*", color=color, ms=14, mec="k")
+        ax.plot(p[-1, 0], p[-1, 1], "*", color=color, ms=max(16 - 5 * i, 6), mec="k", zorder=5)
     ax.set(xlabel="μ (mean of Q)", ylabel="σ (std of Q)", title=title)
     ax.legend(fontsize=8, loc="upper right")
     return ax

@@ -60,7 +60,9 @@ def plot_gaussian_pair(
     )
     ax.fill_between(x, normal_pdf(x, mu_q, sigma_q), color=COLORS["q"], alpha=0.15)
     kl = kl_normal(mu_p, sigma_p, mu_q, sigma_q).item()
-    ax.text(0.02, 0.95, f"KL(P‖Q) = {kl:.4f} nats", transform=ax.transAxes, va="top", fontsize=10)
+    peak = max(float(normal_pdf(mu_p, mu_p, sigma_p)), float(normal_pdf(mu_q, mu_q, sigma_q)))
+    ax.set_ylim(0, 1.35 * peak)  # headroom: the KL text sits above both curves
+    ax.text(0.02, 0.96, f"KL(P‖Q) = {kl:.4f} nats", transform=ax.transAxes, va="top", fontsize=10)
     ax.set_xlabel("x")
     ax.set_ylabel("density")
     if legend:

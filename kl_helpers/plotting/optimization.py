@@ -21,7 +21,10 @@ def plot_beta_tradeoff(
     kls: Mapping[str, Sequence[float]],
     ax: Axes | None = None,
 ) -> Axes:
-    """Task loss (x) against KL to the reference (y) per β, one line per regulariser, in nats."""
+    """Task loss (x) against KL to the reference (y) per β, one line per regulariser, in nats.
+
+    Each regulariser's KL is in its own direction: name the direction in the ``kls`` keys.
+    """
     ax = get_ax(ax)
     for i, (name, losses) in enumerate(task_losses.items()):
         x, y = _np(losses), _np(kls[name])
@@ -37,7 +40,7 @@ def plot_beta_tradeoff(
                 color=line.get_color(),
             )
     ax.set_xlabel("task loss −log p_new(y) (nats)")
-    ax.set_ylabel("KL to the reference (nats)")
+    ax.set_ylabel("KL to the reference, in the legend's direction (nats)")
     ax.set_title("β trades task loss against closeness to the reference")
     ax.legend()
     return ax
@@ -77,6 +80,7 @@ def plot_ascent_gaps(
     for name, history in histories.items():
         gap = np.maximum(optima[name] - _np(history), floor)
         ax.semilogy(np.arange(len(gap)), gap, label=name)
+    _floor_line(ax, floor)
     ax.set_xlabel("gradient-ascent step")
     ax.set_ylabel("J* − J(π_t) (nats)")
     ax.set_title("Gradient ascent reaches the closed-form optimum")
@@ -132,8 +136,15 @@ def plot_kl_gap(
     ax = get_ax(ax)
     values = np.maximum(_np(gap), floor)
     ax.semilogy(np.arange(len(values)), values, color=COLORS["q"], label=label)
+    _floor_line(ax, floor)
     ax.set_xlabel("gradient-ascent step")
     ax.set_ylabel("nats (log scale)")
     ax.set_title("The gap the ELBO closes is a KL")
     ax.legend()
     return ax
+
+
+def _floor_line(ax: Axes, floor: float) -> None:
+    """Mark the floor: a curve flat on it is at or below round-off, not exactly ``floor``."""
+    label = f"plotting floor {floor:g} (gap ≤ round-off)"
+    ax.axhline(floor, color="0.5", ls=":", lw=1, label=label)

@@ -1,0 +1,80 @@
+"""Checks for the notebooks' edit cells: what a reader may change there, validated once.
+
+Every notebook with an edit cell (06's βs, seed and shown β; 07's grid and seeds; 08's run) passes
+the edited values through these functions in the cell right after it, so an inconsistent edit
+fails there with a message that says what to change, and every later cell derives what it shows
+from what ran. Introduced in notebook 06.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+
+def check_betas(betas: Iterable[float], name: str = "BETAS") -> tuple[float, ...]:
+    """Distinct, positive, finite βs as floats in ascending order; ValueError otherwise."""
+    try:
+        values = [float(b) for b in betas]
+    except TypeError as err:
+        raise ValueError(f"{name} must be a list or tuple of numbers, e.g. (0.05, 2.0)") from err
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one β > 0, e.g. (0.05, 2.0)")
+    bad = [b for b in values if not (math.isfinite(b) and b > 0)]
+    if bad:
+        raise ValueError(
+            f"{name} must hold finite βs > 0 (β = 0 is plain SFT, which always runs); remove {bad}"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} lists a β twice: {values}; keep each β once")
+    return tuple(sorted(values))
+
+
+def check_seeds(seeds: Iterable[int], name: str = "SEEDS") -> tuple[int, ...]:
+    """Distinct non-negative integer seeds, in the order given; ValueError otherwise."""
+    try:
+        values = list(seeds)
+    except TypeError as err:
+        raise ValueError(f"{name} must be a list or tuple of integers, e.g. (0, 1)") from err
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one seed, e.g. (0,)")
+    bad = [s for s in values if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"{name} must hold integers >= 0; replace {bad}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} lists a seed twice: {values}; keep each seed once")
+    return tuple(values)
+
+
+def check_seed(seed: int, name: str = "SEED") -> int:
+    """One non-negative integer seed; ValueError otherwise."""
+    return check_seeds((seed,), name)[0]
+
+
+def middle_beta(betas: Iterable[float]) -> float:
+    """The middle of the sorted βs (the lower middle for an even count)."""
+    values = check_betas(betas)
+    return values[(len(values) - 1) // 2]
+
+
+def shown_beta(betas: Iterable[float], show_beta: float | None = None) -> float:
+    """The β a notebook shows: ``show_beta`` if it ran, the middle β if None; else ValueError."""
+    values = check_betas(betas)
+    if show_beta is None:
+        return middle_beta(values)
+    for b in values:
+        if math.isclose(b, float(show_beta), rel_tol=1e-12):
+            return b
+    raise ValueError(
+        f"SHOW_BETA = {show_beta:g} is not one of the βs that run, BETAS = "
+        f"{tuple(values)}: set SHOW_BETA to one of them, or to None (the middle β, "
+        f"{middle_beta(values):g})"
+    )
+
+
+def same_betas(a: Iterable[float], b: Iterable[float]) -> bool:
+    """True if two β lists hold the same values (order and float spelling aside)."""
+    x, y = sorted(float(v) for v in a), sorted(float(v) for v in b)
+    if len(x) != len(y):
+        return False
+    return all(math.isclose(u, v, rel_tol=1e-12) for u, v in zip(x, y, strict=True))
