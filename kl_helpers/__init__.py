@@ -13,9 +13,9 @@ Modules by topic (and the notebook that introduces them):
   (autocast, AdamW choice), ``training`` (loss, step, loop; re-exports the notebook names),
   ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07);
-  ``edits`` checks of what a reader typed into an edit cell (06-08)
+  ``edits`` checks of what a reader typed into an edit cell (06, 07, 10)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
-  detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08)
+  detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (10)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
   ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

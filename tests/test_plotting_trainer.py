@@ -1,4 +1,4 @@
-"""Notebook-08 plot helpers draw on the Axes they are given, with units, and plot the real gap."""
+"""Notebook-10 plot helpers draw on the Axes they are given, with units, and plot the real gap."""
 
 import matplotlib
 
