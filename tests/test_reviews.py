@@ -43,7 +43,7 @@ def test_entities_are_unescaped_and_quotes_stripped(splits):
     texts = list(splits["train"]["text"]) + list(splits["test"]["text"])
     assert not any(s in t for t in texts for s in ("&#039;", "&rsquo;", "&quot;", "&amp;"))
     assert any("didn't" in t for t in texts)
-    assert not any(t.startswith('"') or t.endswith('"') for t in texts)
+    assert sum(t.startswith('"') and t.endswith('"') for t in texts) == 0  # CSV quoting gone
     assert reviews.clean_review('"""I didn&#039;t  like it &amp; stopped."""') == (
         "I didn't like it & stopped."
     )
