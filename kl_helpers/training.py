@@ -391,8 +391,12 @@ def run_experiment(
     model: torch.nn.Module | None = None,
     tokenizer=None,
     model_name: str | None = None,
+    on_trained: Callable[[torch.nn.Module], None] | None = None,
 ) -> RunResult:
     """Train one run and evaluate it; ``model`` is the untouched start model (copied, not changed).
+
+    ``on_trained`` is called with the trained model before it is discarded (e.g. to keep its
+    weights: ``kl_helpers.retention.trained_reference`` does).
 
     Without ``model``/``tokenizer`` they are loaded via ``kl_helpers.models`` from
     ``config.model`` with head seed ``config.seed``. With ``model`` given, pass the tokenizer and
@@ -454,6 +458,8 @@ def run_experiment(
     )
     table["final/train"] = probs(logits(student, train))
     table["final/test"] = probs(logits(student, test))
+    if on_trained is not None:
+        on_trained(student)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
