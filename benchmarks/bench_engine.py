@@ -74,7 +74,7 @@ def step_times(model, tokenizer, data, device, repeats: int) -> dict[str, float]
     for name, (pad_to, cached, impl) in variants.items():
         student = copy.deepcopy(model).to(device).train()
         reference = frozen_reference(student, ExperimentConfig())
-        config = ExperimentConfig(method="fkl", beta=0.5, optimizer=impl)
+        config = ExperimentConfig(method="forward", beta=0.5, optimizer=impl)
         optimizer = make_optimizer(student.parameters(), config, device)
         ids, mask = pad_batch(list(enc.ids), enc.pad_id, pad_to)
         ids, mask = ids.to(device), mask.to(device)
@@ -84,7 +84,7 @@ def step_times(model, tokenizer, data, device, repeats: int) -> dict[str, float]
         def step(
             student=student, optimizer=optimizer, ids=ids, mask=mask, ref=ref_logits, live=live
         ) -> None:
-            train_step(student, optimizer, ids, mask, labels, "fkl", 0.5, ref, live)
+            train_step(student, optimizer, ids, mask, labels, "forward", 0.5, ref, live)
 
         out[name] = median_time(step, repeats)
     return out

@@ -66,7 +66,7 @@ class SweepPlan:
         return (
             f"{self.mode} sweep: {n} sentences (train/validation/test "
             f"{'/'.join(f'{x:.2f}' for x in self.data.fractions)}), "
-            f"β ∈ {{0, {', '.join(f'{b:g}' for b in self.betas)}}} × {{fkl, rkl}} × "
+            f"β ∈ {{0, {', '.join(f'{b:g}' for b in self.betas)}}} × {{forward, reverse}} × "
             f"seeds {list(self.seeds)} = {len(self.configs())} runs of {self.base.epochs} epochs"
         )
 
@@ -168,7 +168,7 @@ def summarise(table: pd.DataFrame, split: str, columns: Sequence[str]) -> pd.Dat
 
 
 def _method_order(index: pd.Index) -> pd.Index:
-    order = {"sft": 0, "fkl": 1, "rkl": 2}
+    order = {"sft": 0, "forward": 1, "reverse": 2}
     return index.map(lambda v: order.get(v, 3)) if index.name == "method" else index
 
 

@@ -1,4 +1,4 @@
-"""One typed, frozen config per training run of the SFT / forward-KL / reverse-KL experiment.
+"""One typed, frozen config per training run of the SFT / forward-KL / reverse-KL / JS experiment.
 
 Defaults are the article's protocol (batch 8, AdamW lr 1e-4, 100 epochs, max length 128,
 80/20 split with seed 42). ``key()`` is a stable hash of every field, used by the results cache
@@ -13,7 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-METHODS: tuple[str, ...] = ("sft", "fkl", "rkl")  # plain SFT, + forward KL, + reverse KL
+from kl_helpers.regularizer import DIRECTIONS, RENAMED, check_js_weight
+
+METHODS: tuple[str, ...] = ("sft", *DIRECTIONS)  # plain SFT, or SFT + β·(forward | reverse | js)
+KL_INPUTS: tuple[str, ...] = ("task", "replay", "both")  # which inputs the KL term is taken on
 REFERENCES: tuple[str, ...] = ("same_start", "independent_head")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS: tuple[str, ...] = ("auto", "fused", "foreach", "for_loop")
@@ -25,7 +28,8 @@ ARTICLE_BETAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 class ExperimentConfig:
     """Everything that decides one run's numbers; the notebook's β cell overrides fields."""
 
-    method: str = "sft"  # "sft" | "fkl" (+β·KL(p_ref‖p_new)) | "rkl" (+β·KL(p_new‖p_ref))
+    method: str = "sft"  # "sft" | "forward" (+β·KL(p_ref‖p_new)) | "reverse" (+β·KL(p_new‖p_ref))
+    # | "js" (+β·JS_π, π = js_weight); one vocabulary with KLTrainer (kl_helpers.regularizer)
     beta: float = 0.0  # weight of the KL term; must be 0 for "sft", > 0 otherwise
     lr: float = 1e-4  # AdamW learning rate (the article's)
     weight_decay: float = 0.01  # AdamW's default decoupled weight decay (the article keeps it)
@@ -45,9 +49,15 @@ class ExperimentConfig:
     precision: str = "auto"  # "auto": bf16 autocast on a bf16-capable GPU, fp32 on CPU
     eval_batch_size: int = 64  # batch size for reference logits and final predictions
     device: str | None = None  # None -> kl_helpers.runtime.pick_device()
+    js_weight: float = 0.5  # π for method "js": the reference's share of the mixture (0..1)
+    kl_inputs: str = "task"  # KL term on the task's inputs, on unlabelled replay texts
+    # (TextData.replay_texts, reference logits cached once), or on both (each input counts once)
+    replay_batch_size: int = 8  # replay texts per step when kl_inputs is "replay" or "both"
 
     def __post_init__(self) -> None:
-        _check_choice("method", self.method, METHODS)
+        check_method(self.method)
+        _check_choice("kl_inputs", self.kl_inputs, KL_INPUTS)
+        check_js_weight(self.js_weight)
         _check_choice("reference", self.reference, REFERENCES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -56,7 +66,7 @@ class ExperimentConfig:
             raise ValueError(f"method 'sft' has no KL term, so beta must be 0, got {self.beta}")
         if self.method != "sft" and not self.beta > 0:
             raise ValueError(f"method {self.method!r} needs beta > 0, got {self.beta}")
-        for name in ("epochs", "batch_size", "max_length", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "max_length", "eval_batch_size", "replay_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -64,8 +74,10 @@ class ExperimentConfig:
 
     @property
     def label(self) -> str:
-        """Short run name for legends and folders, e.g. ``sft`` or ``fkl_b0.3``."""
-        return self.method if self.method == "sft" else f"{self.method}_b{self.beta:g}"
+        """Short run name for legends and folders, e.g. ``sft``, ``forward_b0.3`` (plus
+        ``_replay`` / ``_both`` when the KL term is not on the task's inputs)."""
+        name = self.method if self.method == "sft" else f"{self.method}_b{self.beta:g}"
+        return name if self.kl_inputs == "task" else f"{name}_{self.kl_inputs}"
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -96,9 +108,17 @@ def protocol_configs(
     """The article's runs: SFT, then forward KL and reverse KL for each β (11 by default)."""
     base = base or ExperimentConfig()
     sft = base.replace(method="sft", beta=0.0)
-    fkl = [base.replace(method="fkl", beta=float(b)) for b in betas]
-    rkl = [base.replace(method="rkl", beta=float(b)) for b in betas]
-    return [sft, *fkl, *rkl]
+    forward = [base.replace(method="forward", beta=float(b)) for b in betas]
+    reverse = [base.replace(method="reverse", beta=float(b)) for b in betas]
+    return [sft, *forward, *reverse]
+
+
+def check_method(method: str) -> str:
+    """Return ``method`` if it is "sft" or a direction; old names raise saying the new one."""
+    if method in RENAMED:
+        raise ValueError(f"method {method!r} is now called {RENAMED[method]!r}")
+    _check_choice("method", method, METHODS)
+    return method
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -27,7 +27,7 @@ from scipy.optimize import brentq
 from kl_helpers._validate import as_float_tensor, check_probabilities
 from kl_helpers.divergences import kl_divergence
 
-METHODS: tuple[str, ...] = ("fkl", "rkl")
+METHODS: tuple[str, ...] = ("forward", "reverse")
 _XTOL = 1e-14  # brentq tolerance in logit space (absolute) for the reverse-KL label probability
 
 
@@ -118,8 +118,8 @@ def reverse_kl_label_probability(r_y: float, beta: float) -> float:
 
 
 LABEL_PROBABILITY: dict[str, Callable[[float, float], float]] = {
-    "fkl": forward_kl_label_probability,
-    "rkl": reverse_kl_label_probability,
+    "forward": forward_kl_label_probability,
+    "reverse": reverse_kl_label_probability,
 }
 
 
@@ -130,7 +130,7 @@ def _method(method: str) -> str:
 
 
 def label_probability(method: str, r_y: object, beta: object) -> torch.Tensor:
-    """Optimal label probability for ``method`` ("fkl"/"rkl"), broadcast over r_y and β; float64."""
+    """Optimal label probability for ``method`` ("forward"/"reverse"), broadcast; float64."""
     fn = LABEL_PROBABILITY[_method(method)]
     r_arr, b_arr = np.broadcast_arrays(np.asarray(r_y, np.float64), np.asarray(beta, np.float64))
     out = np.array([fn(r, b) for r, b in zip(r_arr.ravel(), b_arr.ravel(), strict=True)])
@@ -176,27 +176,27 @@ def reverse_kl_optimum(reference: object, label: int, beta: float) -> torch.Tens
 
 
 OPTIMUM: dict[str, Callable[[object, int, float], torch.Tensor]] = {
-    "fkl": forward_kl_optimum,
-    "rkl": reverse_kl_optimum,
+    "forward": forward_kl_optimum,
+    "reverse": reverse_kl_optimum,
 }
 
 
 def optimum(method: str, reference: object, label: int, beta: float) -> torch.Tensor:
-    """Closed-form optimum π* for ``method`` ("fkl" or "rkl"); float64, sums to 1."""
+    """Closed-form optimum π* for ``method`` ("forward" or "reverse"); float64, sums to 1."""
     return OPTIMUM[_method(method)](reference, label, beta)
 
 
 def objective(
     method: str, pi: torch.Tensor, reference: object, label: int, beta: float
 ) -> torch.Tensor:
-    """Per-example objective −log π_y + β·KL, in nats: KL(r‖π) for "fkl", KL(π‖r) for "rkl"."""
+    """Per-example −log π_y + β·KL, nats: KL(r‖π) for "forward", KL(π‖r) for "reverse"."""
     r, label = _check_example(reference, label)
     beta = _check_beta(beta)
     pi = as_float_tensor(pi, like=r)
     task = -torch.log(pi[..., label])
     if beta == 0:
         return task
-    kl = kl_divergence(r, pi) if _method(method) == "fkl" else kl_divergence(pi, r)
+    kl = kl_divergence(r, pi) if _method(method) == "forward" else kl_divergence(pi, r)
     return task + beta * kl
 
 
@@ -212,12 +212,12 @@ def _crossing_gap(beta: float, r_y: float) -> float:
 
 
 def sharper_method(r_y: float, beta: float) -> str:
-    """Which optimum puts more probability on the label at (r_y, β): "rkl", "fkl" or "tie"."""
+    """Which optimum puts more mass on the label at (r_y, β): "reverse", "forward" or "tie"."""
     p_f = forward_kl_label_probability(r_y, beta)
     p_r = reverse_kl_label_probability(r_y, beta)
     if math.isclose(p_f, p_r, rel_tol=1e-12, abs_tol=1e-15):
         return "tie"
-    return "rkl" if p_r > p_f else "fkl"
+    return "reverse" if p_r > p_f else "forward"
 
 
 def crossing_beta(r_y: float) -> float:

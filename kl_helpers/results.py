@@ -34,15 +34,18 @@ class LossHistory:
 
     epoch: list[int]
     task: list[float]  # cross-entropy −log p_new(y), batch mean
-    kl_forward: list[float]  # KL(p_ref‖p_new), batch mean; in the loss only for "fkl"
-    kl_reverse: list[float]  # KL(p_new‖p_ref), batch mean; in the loss only for "rkl"
+    kl_forward: list[float]  # KL(p_ref‖p_new), batch mean; in the loss only for "forward"
+    kl_reverse: list[float]  # KL(p_new‖p_ref), batch mean; in the loss only for "reverse"
     beta: float
     method: str
+    kl_js: list[float] | None = None  # JS_π(p_ref‖p_new), batch mean; in the loss for "js"
 
     @property
     def kl(self) -> list[float]:
-        """The run's KL term (forward for "sft", as a monitor that is not in its loss)."""
-        return self.kl_reverse if self.method == "rkl" else self.kl_forward
+        """The run's divergence term (forward KL for "sft", a monitor not in its loss)."""
+        if self.method == "js" and self.kl_js is not None:
+            return self.kl_js
+        return self.kl_reverse if self.method == "reverse" else self.kl_forward
 
     @property
     def total(self) -> list[float]:
@@ -202,9 +205,13 @@ def summary_table(results: Sequence[RunResult], split: str = "test"):
 def _write_history(path: Path, history: LossHistory) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["step", "epoch", "task_loss", "kl_forward", "kl_reverse", "total_loss"])
+        header = ["step", "epoch", "task_loss", "kl_forward", "kl_reverse", "total_loss"]
         h = history
-        columns = (h.epoch, h.task, h.kl_forward, h.kl_reverse, h.total)
+        columns = [h.epoch, h.task, h.kl_forward, h.kl_reverse, h.total]
+        if h.kl_js is not None:
+            header.append("kl_js")
+            columns.append(h.kl_js)
+        writer.writerow(header)
         for step, values in enumerate(zip(*columns, strict=True)):
             writer.writerow([step, values[0], *(repr(v) for v in values[1:])])
 
@@ -219,6 +226,7 @@ def _read_history(path: Path, config: ExperimentConfig) -> LossHistory:
         kl_reverse=[float(r["kl_reverse"]) for r in rows],
         beta=config.beta,
         method=config.method,
+        kl_js=[float(r["kl_js"]) for r in rows] if rows and "kl_js" in rows[0] else None,
     )
 
 

@@ -24,10 +24,10 @@ from kl_helpers.config import ExperimentConfig
 from kl_helpers.data import LABEL_NAMES
 from kl_helpers.results import RunResult, default_results_dir, is_finished, load_run, run_dir
 from kl_helpers.results import save_run
-from kl_helpers.training import TextData, article_data, resolve_device, resolved, run_experiment
+from kl_helpers.experiment import resolve_device, resolved, run_experiment
+from kl_helpers.training import TextData, article_data
 
-# Method names of the engine in one place (issue 12 renames them to "forward" / "reverse").
-FORWARD, REVERSE = "fkl", "rkl"
+FORWARD, REVERSE = "forward", "reverse"  # the engine's method names (kl_helpers.regularizer)
 KL_METHODS: tuple[str, ...] = (FORWARD, REVERSE)
 WEIGHTS_FILE = "model.safetensors"  # the trained reference's weights, inside its run folder
 SWAP_POSITIVE_NEGATIVE: dict[int, int] = {0: 1, 1: 0, 2: 2}  # the "flipped" task's convention
@@ -182,10 +182,9 @@ def run_row(task: str, run: RunResult) -> dict:
     """One table row: how the run was regularised, its fit on the task, and what it kept."""
     c = run.config
     fit = metrics.negative_log_likelihood(run.prob("final", "train"), list(run.train_labels))
-    where = getattr(c, "kl_inputs", "task")
     return {
         "task": task,
-        "kl_on": "none" if c.method == "sft" else where,
+        "kl_on": "none" if c.method == "sft" else c.kl_inputs,
         "method": c.method,
         "beta": c.beta,
         "seed": c.seed,
@@ -206,9 +205,7 @@ def summarise(table: pd.DataFrame, columns: Sequence[str] = ("fit_nll", "accurac
     return out.join(g.min(), rsuffix="_min").join(g.max(), rsuffix="_max")
 
 
-def curve(
-    table: pd.DataFrame, task: str, method: str, kl_on: str, x: str, y: str
-) -> pd.DataFrame:
+def curve(table: pd.DataFrame, task: str, method: str, kl_on: str, x: str, y: str) -> pd.DataFrame:
     """Seed-mean (``x``, ``y``) per β for one regulariser, SFT included as β = 0, sorted by β."""
     rows = table[(table["task"] == task) & (table["method"].isin(["sft", method]))]
     rows = rows[rows["kl_on"].isin(["none", kl_on])]

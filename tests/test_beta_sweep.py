@@ -80,7 +80,7 @@ def _fake_result(method: str, beta: float, seed: int, n_train=4, n_val=3, n_test
 
 def test_evaluation_table_slices_validation_and_test():
     runs = [_fake_result("sft", 0.0, s) for s in (0, 1)] + [
-        _fake_result(m, 1.0, s) for m in ("fkl", "rkl") for s in (0, 1)
+        _fake_result(m, 1.0, s) for m in ("forward", "reverse") for s in (0, 1)
     ]
     table = beta_sweep.evaluation_table(runs, n_validation=3)
     assert set(table["split"]) == {"train", "validation", "test"}
@@ -88,11 +88,11 @@ def test_evaluation_table_slices_validation_and_test():
     r = runs[2]
     held = r.prob("final", "test")
     expected = metrics.evaluate(held[3:], list(r.test_labels[3:]), r.prob("reference", "test")[3:])
-    row = table[(table.method == "fkl") & (table.seed == 0) & (table.split == "test")].iloc[0]
+    row = table[(table.method == "forward") & (table.seed == 0) & (table.split == "test")].iloc[0]
     for name, value in expected.items():
         assert row[name] == pytest.approx(value)
     summary = beta_sweep.summarise(table, "test", ["nll", "ece"])
-    assert list(summary.index.get_level_values("method")) == ["sft", "fkl", "rkl"]
+    assert list(summary.index.get_level_values("method")) == ["sft", "forward", "reverse"]
     assert "nll_sd" in summary.columns
 
 
@@ -101,16 +101,16 @@ def test_best_beta_picks_lowest_mean():
 
     table = pd.DataFrame(
         {
-            "method": ["sft", "sft", "fkl", "fkl", "fkl", "fkl"],
+            "method": ["sft", "sft", "forward", "forward", "forward", "forward"],
             "beta": [0.0, 0.0, 1.0, 1.0, 3.0, 3.0],
             "seed": [0, 1, 0, 1, 0, 1],
             "split": ["validation"] * 6,
             "nll": [0.9, 0.7, 0.5, 0.7, 0.55, 0.6],
         }
     )
-    assert beta_sweep.best_beta(table, "fkl") == 3.0
+    assert beta_sweep.best_beta(table, "forward") == 3.0
     with pytest.raises(ValueError, match="no rows"):
-        beta_sweep.best_beta(table, "fkl", split="test")
+        beta_sweep.best_beta(table, "forward", split="test")
 
 
 def test_pareto_frontier_against_brute_force():
@@ -129,16 +129,16 @@ def test_pareto_frontier_against_brute_force():
 
 def test_tradeoff_points_share_sft_between_methods():
     runs = [_fake_result("sft", 0.0, 0)] + [
-        _fake_result(m, b, 0) for m in ("fkl", "rkl") for b in (0.5, 2.0)
+        _fake_result(m, b, 0) for m in ("forward", "reverse") for b in (0.5, 2.0)
     ]
     table = beta_sweep.evaluation_table(runs, n_validation=3)
     pts = beta_sweep.tradeoff_points(table, "kl_rev", "nll")
-    assert len(pts) == 6 and set(pts["method"]) == {"fkl", "rkl"}
+    assert len(pts) == 6 and set(pts["method"]) == {"forward", "reverse"}
     assert pts["frontier"].any()
 
 
 def test_theory_table_uses_the_closed_form():
-    r = _fake_result("rkl", 0.5, 0)
+    r = _fake_result("reverse", 0.5, 0)
     table = beta_sweep.theory_table([_fake_result("sft", 0.0, 0), r])
     assert len(table) == len(r.train_labels)
     row = table.iloc[1]

@@ -14,7 +14,10 @@ def test_defaults_are_the_article_protocol():
 
 
 def test_key_is_stable_and_sensitive_to_every_field():
-    a, b = ExperimentConfig(method="fkl", beta=0.3), ExperimentConfig(method="fkl", beta=0.3)
+    a, b = (
+        ExperimentConfig(method="forward", beta=0.3),
+        ExperimentConfig(method="forward", beta=0.3),
+    )
     assert a.key() == b.key() and len(a.key()) == 12
     changed = {
         "beta": 0.5,
@@ -38,8 +41,8 @@ def test_key_is_stable_and_sensitive_to_every_field():
 
 
 def test_replace_and_dict_round_trip():
-    c = ExperimentConfig().replace(method="rkl", beta=0.7, seed=3)
-    assert (c.method, c.beta, c.seed) == ("rkl", 0.7, 3)
+    c = ExperimentConfig().replace(method="reverse", beta=0.7, seed=3)
+    assert (c.method, c.beta, c.seed) == ("reverse", 0.7, 3)
     assert ExperimentConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="unknown ExperimentConfig fields"):
         ExperimentConfig.from_dict({**c.to_dict(), "bogus": 1})
@@ -50,8 +53,8 @@ def test_replace_and_dict_round_trip():
     [
         ({"method": "kl"}, "method must be one of"),
         ({"method": "sft", "beta": 0.1}, "beta must be 0"),
-        ({"method": "fkl", "beta": 0.0}, "needs beta > 0"),
-        ({"method": "rkl", "beta": -1.0}, "needs beta > 0"),
+        ({"method": "forward", "beta": 0.0}, "needs beta > 0"),
+        ({"method": "reverse", "beta": -1.0}, "needs beta > 0"),
         ({"reference": "other"}, "reference must be one of"),
         ({"epochs": 0}, "epochs must be >= 1"),
         ({"lr": 0.0}, "lr must be > 0"),
@@ -65,8 +68,8 @@ def test_bad_values_raise(changes, message):
 
 def test_protocol_configs_are_the_articles_eleven_runs():
     runs = protocol_configs(ExperimentConfig(epochs=5))
-    assert [r.label for r in runs] == ["sft"] + [f"fkl_b{b:g}" for b in ARTICLE_BETAS] + [
-        f"rkl_b{b:g}" for b in ARTICLE_BETAS
+    assert [r.label for r in runs] == ["sft"] + [f"forward_b{b:g}" for b in ARTICLE_BETAS] + [
+        f"reverse_b{b:g}" for b in ARTICLE_BETAS
     ]
     assert all(r.epochs == 5 for r in runs)
     assert len({r.key() for r in runs}) == 11

@@ -39,7 +39,7 @@ def _numerical_minimum(method: str, r: tuple[float, ...], y: int, beta: float) -
         opt.zero_grad()
         log_pi = torch.log_softmax(theta, dim=0)
         pi = log_pi.exp()
-        if method == "fkl":
+        if method == "forward":
             kl = (ref * (ref.log() - log_pi)).sum()
         else:
             kl = (pi * (log_pi - ref.log())).sum()
@@ -142,7 +142,7 @@ def test_reverse_with_zero_reference_entries():
 
 
 def test_grid_shape_and_values():
-    grid = optima.label_probability_grid("fkl", [0.1, 0.4], [0.0, 1.0, 3.0])
+    grid = optima.label_probability_grid("forward", [0.1, 0.4], [0.0, 1.0, 3.0])
     assert grid.shape == (2, 3)
     assert_close(grid[1], torch.tensor([1.0, 0.7, 0.55], dtype=torch.float64))
 
@@ -153,8 +153,8 @@ def test_crossing_beta(r_y: float):
     p_f = optima.forward_kl_label_probability(r_y, b)
     p_r = optima.reverse_kl_label_probability(r_y, b)
     assert p_f == pytest.approx(p_r, rel=1e-9)
-    assert optima.sharper_method(r_y, b / 2) == "rkl"
-    assert optima.sharper_method(r_y, b * 2) == "fkl"
+    assert optima.sharper_method(r_y, b / 2) == "reverse"
+    assert optima.sharper_method(r_y, b * 2) == "forward"
     assert optima.crossing_reference_probability(b) == pytest.approx(r_y, rel=1e-7)
 
 
@@ -168,17 +168,17 @@ def test_no_crossing_when_reference_favours_label(r_y: float):
     assert optima.crossing_beta(r_y) == math.inf
     # Beyond β ~ 1e3 at r_y = 1/2 the two differ by less than float64 resolves.
     for beta in (0.01, 0.1, 1.0, 10.0, 100.0):
-        assert optima.sharper_method(r_y, beta) == "rkl"
+        assert optima.sharper_method(r_y, beta) == "reverse"
 
 
 def test_objective_uses_the_stated_kl_direction():
     r = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
     pi = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
     task = -math.log(0.6)
-    assert optima.objective("fkl", pi, r, 0, 2.0).item() == pytest.approx(
+    assert optima.objective("forward", pi, r, 0, 2.0).item() == pytest.approx(
         task + 2.0 * kl_divergence(r, pi).item()
     )
-    assert optima.objective("rkl", pi, r, 0, 2.0).item() == pytest.approx(
+    assert optima.objective("reverse", pi, r, 0, 2.0).item() == pytest.approx(
         task + 2.0 * kl_divergence(pi, r).item()
     )
 

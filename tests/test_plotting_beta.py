@@ -17,7 +17,7 @@ def _sweep_table():
     rows = []
     for seed in (0, 1, 2):
         rows.append({"method": "sft", "beta": 0.0, "seed": seed, "nll": 1.0 + 0.1 * seed})
-        for m in ("fkl", "rkl"):
+        for m in ("forward", "reverse"):
             for b in (0.1, 1.0, 10.0):
                 rows.append({"method": m, "beta": b, "seed": seed, "nll": 0.5 + 0.01 * seed + b})
     return pd.DataFrame(rows)
@@ -38,7 +38,7 @@ def test_crossing_and_theory_plots_return_axes():
     fig, axes = plt.subplots(1, 2)
     assert pb.plot_crossing_beta(np.linspace(0.01, 0.49, 30), ax=axes[0]) is axes[0]
     table = pd.DataFrame(
-        {"method": ["fkl", "rkl"], "predicted": [0.6, 0.9], "trained": [0.62, 0.93]}
+        {"method": ["forward", "reverse"], "predicted": [0.6, 0.9], "trained": [0.62, 0.93]}
     )
     assert pb.plot_theory_vs_trained(table, ax=axes[1], tolerance=0.05) is axes[1]
     plt.close(fig)
@@ -49,7 +49,7 @@ def test_metric_vs_beta_band_spans_the_seeds(spread):
     fig, ax = plt.subplots()
     assert pb.plot_metric_vs_beta(_sweep_table(), "nll", "NLL (nats)", ax=ax, spread=spread) is ax
     assert "nats" in ax.get_ylabel()
-    fkl = [ln for ln in ax.lines if ln.get_label() == pb.METHOD_STYLE["fkl"]["label"]][0]
+    fkl = [ln for ln in ax.lines if ln.get_label() == pb.METHOD_STYLE["forward"]["label"]][0]
     np.testing.assert_allclose(fkl.get_ydata(), [0.61, 1.51, 10.51])
     plt.close(fig)
 
@@ -62,7 +62,7 @@ def test_metric_vs_beta_rejects_unknown_spread():
 def test_tradeoff_rings_the_frontier():
     pts = pd.DataFrame(
         {
-            "method": ["fkl", "fkl", "rkl", "rkl"],
+            "method": ["forward", "forward", "reverse", "reverse"],
             "beta": [0.1, 1.0, 0.1, 1.0],
             "x": [1.0, 0.2, 0.9, 0.5],
             "y": [0.3, 0.8, 0.2, 0.9],

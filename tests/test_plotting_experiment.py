@@ -54,10 +54,10 @@ def fake_run(method: str, beta: float, peak: float) -> RunResult:
 def runs():
     return [
         fake_run("sft", 0.0, 0.9),
-        fake_run("fkl", 0.1, 0.8),
-        fake_run("fkl", 0.5, 0.6),
-        fake_run("rkl", 0.1, 0.85),
-        fake_run("rkl", 0.5, 0.7),
+        fake_run("forward", 0.1, 0.8),
+        fake_run("forward", 0.5, 0.6),
+        fake_run("reverse", 0.1, 0.85),
+        fake_run("reverse", 0.5, 0.7),
     ]
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from kl_helpers import training
+from kl_helpers import experiment
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import entropy
 from kl_helpers.results import (
@@ -37,21 +37,21 @@ def sweep(configs, data, tiny, tokenizer, folder, **kw):
 
 
 class Counter:
-    """Wraps training.run_experiment and counts the runs actually trained."""
+    """Wraps experiment.run_experiment (run_sweep calls it); counts the runs really trained."""
 
     def __init__(self, monkeypatch):
         self.calls: list[str] = []
-        real = training.run_experiment
+        real = experiment.run_experiment
 
         def counted(config, *args, **kwargs):
             self.calls.append(config.label)
             return real(config, *args, **kwargs)
 
-        monkeypatch.setattr(training, "run_experiment", counted)
+        monkeypatch.setattr(experiment, "run_experiment", counted)
 
 
 def test_save_load_round_trip_is_exact(tmp_path, data, tiny, tokenizer):
-    (result,) = sweep([FAST.replace(method="fkl", beta=0.3)], data, tiny, tokenizer, tmp_path)
+    (result,) = sweep([FAST.replace(method="forward", beta=0.3)], data, tiny, tokenizer, tmp_path)
     folder = run_dir(tmp_path, result.config, result.key)
     assert {p.name for p in folder.iterdir()} == {"run.json", "history.csv", "probabilities.csv"}
     meta = json.loads((folder / "run.json").read_text())
@@ -69,31 +69,31 @@ def test_save_load_round_trip_is_exact(tmp_path, data, tiny, tokenizer):
 
 
 def test_resume_skips_finished_runs(tmp_path, data, tiny, tokenizer, monkeypatch):
-    configs = [FAST, FAST.replace(method="rkl", beta=0.5)]
+    configs = [FAST, FAST.replace(method="reverse", beta=0.5)]
     first = sweep(configs, data, tiny, tokenizer, tmp_path)
     counter = Counter(monkeypatch)
     again = sweep(configs, data, tiny, tokenizer, tmp_path)
     assert counter.calls == []
     assert [r.history.total for r in again] == [r.history.total for r in first]
     sweep(configs, data, tiny, tokenizer, tmp_path, force=True)
-    assert counter.calls == ["sft", "rkl_b0.5"]
+    assert counter.calls == ["sft", "reverse_b0.5"]
 
 
 def test_a_changed_config_or_data_reruns(tmp_path, data, tiny, tokenizer, monkeypatch):
-    sweep([FAST.replace(method="fkl", beta=0.1)], data, tiny, tokenizer, tmp_path)
+    sweep([FAST.replace(method="forward", beta=0.1)], data, tiny, tokenizer, tmp_path)
     counter = Counter(monkeypatch)
-    sweep([FAST.replace(method="fkl", beta=0.1, lr=2e-4)], data, tiny, tokenizer, tmp_path)
-    assert counter.calls == ["fkl_b0.1"]
-    smaller = training.TextData(
+    sweep([FAST.replace(method="forward", beta=0.1, lr=2e-4)], data, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["forward_b0.1"]
+    smaller = experiment.TextData(
         data.train_texts[:5],
         data.train_labels[:5],
         data.test_texts,
         data.test_labels,
         data.label_names,
     )
-    sweep([FAST.replace(method="fkl", beta=0.1)], smaller, tiny, tokenizer, tmp_path)
-    assert counter.calls == ["fkl_b0.1", "fkl_b0.1"]
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("fkl_b0.1-")]) == 3
+    sweep([FAST.replace(method="forward", beta=0.1)], smaller, tiny, tokenizer, tmp_path)
+    assert counter.calls == ["forward_b0.1", "forward_b0.1"]
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("forward_b0.1-")]) == 3
 
 
 def test_an_unfinished_folder_is_not_a_finished_run(tmp_path, data, tiny, tokenizer):
@@ -108,7 +108,9 @@ def test_an_unfinished_folder_is_not_a_finished_run(tmp_path, data, tiny, tokeni
 
 
 def test_summary_row_matches_naive_metrics(tmp_path, data, tiny, tokenizer):
-    results = sweep([FAST, FAST.replace(method="fkl", beta=0.9)], data, tiny, tokenizer, tmp_path)
+    results = sweep(
+        [FAST, FAST.replace(method="forward", beta=0.9)], data, tiny, tokenizer, tmp_path
+    )
     row = results[1].summary("test")
     p = results[1].prob("final", "test")
     assert row["max_prob_test"] == pytest.approx(float(p.max(-1).values.mean()))
@@ -119,7 +121,7 @@ def test_summary_row_matches_naive_metrics(tmp_path, data, tiny, tokenizer):
     assert row["task_loss_train"] == pytest.approx(naive)
     assert 0 <= row["train_acc"] <= 1 and row["test_acc"] in (0.0, 0.5, 1.0)
     table = summary_table(results)
-    assert list(table.index) == ["sft", "fkl_b0.9"]
+    assert list(table.index) == ["sft", "forward_b0.9"]
 
 
 def test_default_results_dir_honours_env(monkeypatch, tmp_path):

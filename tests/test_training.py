@@ -13,6 +13,7 @@ from kl_helpers.divergences import kl_divergence
 from kl_helpers.training import (
     TextData,
     article_data,
+    disable_dropout,
     encode,
     forward_logits,
     frozen_reference,
@@ -39,22 +40,31 @@ def test_loss_matches_naive_float64_in_both_directions():
     naive_task = -p_new[torch.arange(5), labels].log().mean()
     naive_fwd = (p_ref * (p_ref.log() - p_new.log())).sum(-1).mean()  # KL(p_ref‖p_new)
     naive_rev = (p_new * (p_new.log() - p_ref.log())).sum(-1).mean()  # KL(p_new‖p_ref)
-    total, task, fwd, rev = kl_regularised_loss(logits, labels, ref, "fkl", 0.3)
+    total, task, fwd, rev = kl_regularised_loss(logits, labels, ref, "forward", 0.3)
     assert_close(task.double(), naive_task, rtol=1e-5, atol=1e-6)
     assert_close(fwd.double(), naive_fwd, rtol=1e-5, atol=1e-6)
     assert_close(rev.double(), naive_rev, rtol=1e-5, atol=1e-6)
     assert_close(total.double(), naive_task + 0.3 * naive_fwd, rtol=1e-5, atol=1e-6)
-    total_r = kl_regularised_loss(logits, labels, ref, "rkl", 0.7)[0]
+    total_r = kl_regularised_loss(logits, labels, ref, "reverse", 0.7)[0]
     assert_close(total_r.double(), naive_task + 0.7 * naive_rev, rtol=1e-5, atol=1e-6)
     assert_close(kl_regularised_loss(logits, labels, ref, "sft", 0.0)[0], task)
+    naive_mix = 0.3 * p_ref + 0.7 * p_new
+    naive_js = (
+        0.3 * (p_ref * (p_ref / naive_mix).log()).sum(-1)
+        + 0.7 * (p_new * (p_new / naive_mix).log()).sum(-1)
+    ).mean()
+    total_js = kl_regularised_loss(logits, labels, ref, "js", 0.5, js_weight=0.3)[0]
+    assert_close(total_js.double(), naive_task + 0.5 * naive_js, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="method must be"):
-        kl_regularised_loss(logits, labels, ref, "js", 0.1)
+        kl_regularised_loss(logits, labels, ref, "hellinger", 0.1)
+    with pytest.raises(ValueError, match="'rkl' is now called 'reverse'"):
+        kl_regularised_loss(logits, labels, ref, "rkl", 0.1)
 
 
 def test_loss_has_no_nan_for_extreme_logits():
     logits = torch.tensor([[1e4, -1e4, 0.0]], requires_grad=True)
     ref = torch.tensor([[-1e4, 1e4, 0.0]])
-    total, *_ = kl_regularised_loss(logits, torch.tensor([0]), ref, "rkl", 0.5)
+    total, *_ = kl_regularised_loss(logits, torch.tensor([0]), ref, "reverse", 0.5)
     total.backward()
     assert torch.isfinite(total) and torch.isfinite(logits.grad).all()
 
@@ -86,7 +96,7 @@ def test_cached_reference_logits_equal_recomputed_ones(tiny, tokenizer, data):
 
 
 def test_cached_and_recomputed_reference_train_alike(tiny, tokenizer, data):
-    config = FAST.replace(method="fkl", beta=0.5)
+    config = FAST.replace(method="forward", beta=0.5)
     cached = run(config, data, tiny, tokenizer)
     live = run(config.replace(cache_reference=False), data, tiny, tokenizer)
     assert_close(
@@ -110,11 +120,14 @@ def test_reference_is_a_frozen_exact_copy(tiny):
 
 
 def test_kl_is_zero_at_step_zero_only_for_the_same_start_reference(tiny, tokenizer, data):
-    same = run(FAST.replace(method="fkl", beta=0.1), data, tiny, tokenizer)
+    same = run(FAST.replace(method="forward", beta=0.1), data, tiny, tokenizer)
     assert same.kl_at_start() == pytest.approx(0.0, abs=1e-10)
     assert_close(same.all_probs("start"), same.all_probs("reference"))
     article = run(
-        FAST.replace(method="fkl", beta=0.1, reference="independent_head"), data, tiny, tokenizer
+        FAST.replace(method="forward", beta=0.1, reference="independent_head"),
+        data,
+        tiny,
+        tokenizer,
     )
     assert article.kl_at_start() > 1e-6
     # Dropout is on while training, so even the same-start run's first training-step KL > 0.
@@ -123,13 +136,13 @@ def test_kl_is_zero_at_step_zero_only_for_the_same_start_reference(tiny, tokeniz
 
 def test_run_leaves_the_start_model_untouched(tiny, tokenizer, data):
     before = copy.deepcopy(tiny.state_dict())
-    run(FAST.replace(method="rkl", beta=0.3), data, tiny, tokenizer)
+    run(FAST.replace(method="reverse", beta=0.3), data, tiny, tokenizer)
     for name, value in tiny.state_dict().items():
         assert torch.equal(value, before[name]), name
 
 
 def test_same_config_same_numbers_and_seed_matters(tiny, tokenizer, data):
-    config = FAST.replace(method="rkl", beta=0.3)
+    config = FAST.replace(method="reverse", beta=0.3)
     a, b = run(config, data, tiny, tokenizer), run(config, data, tiny, tokenizer)
     assert a.history.total == b.history.total
     assert torch.equal(a.all_probs("final"), b.all_probs("final"))
@@ -151,7 +164,7 @@ def test_history_shape_and_result_fields(tiny, tokenizer, data):
 
 def test_training_fits_and_kl_penalty_restrains(tiny, tokenizer, data):
     sft = run(FAST.replace(epochs=30, lr=1e-3), data, tiny, tokenizer)
-    fkl = run(FAST.replace(epochs=30, lr=1e-3, method="fkl", beta=5.0), data, tiny, tokenizer)
+    fkl = run(FAST.replace(epochs=30, lr=1e-3, method="forward", beta=5.0), data, tiny, tokenizer)
     assert sft.history.task[-1] < sft.history.task[0]
     assert fkl.kl_to_reference().mean() < sft.kl_to_reference().mean()
 
@@ -160,7 +173,7 @@ def test_train_step_needs_a_reference(tiny):
     opt = make_optimizer(tiny.parameters(), FAST, torch.device("cpu"))
     ids, mask = pad_batch([torch.tensor([101, 102])], 0)
     with pytest.raises(ValueError, match="ref_logits or a reference"):
-        train_step(tiny, opt, ids, mask, torch.tensor([0]), "fkl", 0.1)
+        train_step(tiny, opt, ids, mask, torch.tensor([0]), "forward", 0.1)
 
 
 @pytest.mark.parametrize("impl", ["fused", "foreach", "for_loop", "auto"])
@@ -188,6 +201,83 @@ def test_text_data_validation_and_fingerprint(data):
 
 
 def test_kl_to_reference_matches_divergences(tiny, tokenizer, data):
-    r = run(FAST.replace(method="fkl", beta=0.1), data, tiny, tokenizer)
+    r = run(FAST.replace(method="forward", beta=0.1), data, tiny, tokenizer)
     expected = kl_divergence(r.all_probs("reference"), r.all_probs("final"))
     assert_close(r.kl_to_reference(), expected)
+
+
+# ----------------------------------------------------------------------------- replay
+
+REPLAY = ("the weather is mild today", "a list of prime numbers", "trains leave at noon")
+
+
+def test_replay_step_equals_hand_computation(tiny, tokenizer, data):
+    """kl_inputs="replay": task loss on the batch, β·KL on the replay texts only (and "both")."""
+    enc = encode(tokenizer, data.train_texts[:3], data.train_labels[:3], 128)
+    rep = encode(tokenizer, REPLAY, None, 128)
+    reference = frozen_reference(tiny, FAST)
+    ref_task, ref_rep = predict_logits(reference, enc), predict_logits(reference, rep)
+    ids, mask = pad_batch(enc.ids, enc.pad_id)
+    r_ids, r_mask = pad_batch(rep.ids, rep.pad_id)
+    for kl_inputs in ("replay", "both"):
+        model = disable_dropout(copy.deepcopy(tiny))
+        with torch.no_grad():  # move the policy away from the reference
+            g = torch.Generator().manual_seed(0)
+            model.classifier.weight.add_(torch.randn(model.classifier.weight.shape, generator=g))
+        # the hand computation: naive float64 sums on the logits the model gives before the step
+        with torch.no_grad():
+            logits = forward_logits(model, ids, mask).double()
+            logits_r = forward_logits(model, r_ids, r_mask).double()
+        task = torch.nn.functional.cross_entropy(logits, enc.labels)
+        pairs = [(logits_r, ref_rep)] + ([(logits, ref_task)] if kl_inputs == "both" else [])
+        p = torch.cat([x.softmax(-1) for x, _ in pairs])
+        r = torch.cat([y.double().softmax(-1) for _, y in pairs])
+        kl_fwd = (r * (r.log() - p.log())).sum(-1).mean()
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the step changes nothing
+        out = train_step(
+            model, opt, ids, mask, enc.labels, "forward", 0.7, ref_task,
+            kl_inputs=kl_inputs, replay_batch=(r_ids, r_mask, ref_rep),
+        )  # fmt: skip
+        assert_close(out[0].double(), task, rtol=1e-5, atol=1e-6)
+        assert_close(out[1].double(), kl_fwd, rtol=1e-5, atol=1e-6)
+        assert out[1] > 1e-4  # the policy differs from the reference on replay texts
+    with pytest.raises(ValueError, match="needs a replay batch"):
+        train_step(model, opt, ids, mask, enc.labels, "forward", 0.7, ref_task, kl_inputs="both")
+
+
+def test_replay_gradient_reaches_the_policy_not_the_reference(tiny, tokenizer, data):
+    rep = encode(tokenizer, REPLAY, None, 128)
+    reference = frozen_reference(tiny, FAST)
+    ref_rep = predict_logits(reference, rep)
+    enc = encode(tokenizer, data.train_texts[:2], data.train_labels[:2], 128)
+    ids, mask = pad_batch(enc.ids, enc.pad_id)
+    r_ids, r_mask = pad_batch(rep.ids, rep.pad_id)
+    model = copy.deepcopy(tiny)
+    opt = make_optimizer(model.parameters(), FAST, torch.device("cpu"))
+    train_step(
+        model, opt, ids, mask, enc.labels, "reverse", 1.0, predict_logits(reference, enc),
+        kl_inputs="replay", replay_batch=(r_ids, r_mask, ref_rep),
+    )  # fmt: skip
+    assert all(p.grad is None for p in reference.parameters())
+    assert_close(predict_logits(reference, rep), ref_rep)  # the reference never changed
+
+
+def test_replay_runs_are_keyed_and_differ(tiny, tokenizer, data):
+    with_replay = data.with_replay(REPLAY)
+    assert with_replay.fingerprint() != data.fingerprint()
+    assert TextData(*[getattr(data, f) for f in ("train_texts", "train_labels", "test_texts",
+                    "test_labels", "label_names")]).fingerprint() == data.fingerprint()  # fmt: skip
+    base = FAST.replace(method="forward", beta=2.0, epochs=4, lr=1e-3)
+    task = run(base, with_replay, tiny, tokenizer)
+    replay = run(
+        base.replace(kl_inputs="replay", replay_batch_size=2), with_replay, tiny, tokenizer
+    )
+    assert replay.config.key(with_replay.fingerprint()) != task.config.key(
+        with_replay.fingerprint()
+    )
+    assert replay.config.label == "forward_b2_replay"
+    assert replay.history.task != task.history.task
+    # kl_inputs="task" ignores replay texts entirely: same numbers as without them.
+    assert run(base, data, tiny, tokenizer).history.total == task.history.total
+    with pytest.raises(ValueError, match="needs TextData.replay_texts"):
+        run(base.replace(kl_inputs="both"), data, tiny, tokenizer)

@@ -18,8 +18,8 @@ from kl_helpers.metrics import ReliabilityBins
 from kl_helpers.plotting import COLORS, get_ax
 
 METHOD_STYLE = {  # colour and line style of each regulariser across notebook 07's figures
-    "fkl": {"color": "#2e6fbf", "linestyle": "-", "label": "forward KL(r‖π)"},
-    "rkl": {"color": "#d35400", "linestyle": "--", "label": "reverse KL(π‖r)"},
+    "forward": {"color": "#2e6fbf", "linestyle": "-", "label": "forward KL(r‖π)"},
+    "reverse": {"color": "#d35400", "linestyle": "--", "label": "reverse KL(π‖r)"},
     "sft": {"color": COLORS["sft"], "linestyle": ":", "label": "SFT (β = 0)"},
 }
 
@@ -74,8 +74,8 @@ def plot_crossing_beta(
     b = np.array([optima.crossing_beta(x) for x in r])
     ax.plot(r, b, color="black", label="crossing β*(r_y)")
     top = max(b.max(), 10.0) * 3
-    ax.fill_between(r, b, top, color=METHOD_STYLE["fkl"]["color"], alpha=0.12)
-    ax.fill_between(r, 1e-3, b, color=METHOD_STYLE["rkl"]["color"], alpha=0.12)
+    ax.fill_between(r, b, top, color=METHOD_STYLE["forward"]["color"], alpha=0.12)
+    ax.fill_between(r, 1e-3, b, color=METHOD_STYLE["reverse"]["color"], alpha=0.12)
     ax.axvline(0.5, color="grey", linewidth=0.8)
     ax.text(0.02, 0.9, "forward KL sharper", transform=ax.transAxes, fontsize=9)
     ax.text(0.55, 0.08, "reverse KL sharper", transform=ax.transAxes, fontsize=9)
@@ -138,14 +138,14 @@ def plot_metric_vs_beta(
 ) -> Axes:
     """Mean of ``metric`` over seeds against β (log axis) per method, with a band over seeds.
 
-    ``table`` has columns ``method`` ("sft", "fkl", "rkl"), ``beta``, ``seed`` and ``metric``.
+    ``table`` has columns ``method`` ("sft", "forward", "reverse"), ``beta``, ``seed``, ``metric``.
     SFT (β = 0, shared by both) is a horizontal line with its own band. ``spread``: "minmax"
     (the band spans the seeds) or "std" (± one standard deviation).
     """
     if spread not in ("minmax", "std"):
         raise ValueError(f"spread must be 'minmax' or 'std', got {spread!r}")
     ax = get_ax(ax)
-    for method in ("fkl", "rkl"):
+    for method in ("forward", "reverse"):
         rows = table[(table["method"] == method) & np.isfinite(table["beta"])]
         if rows.empty:
             continue
@@ -170,7 +170,7 @@ def plot_metric_vs_beta(
         )
         ax.axhspan(s["lo"], s["hi"], color=style["color"], alpha=0.08)
     ax.set_xscale("log")
-    kl_rows = table[table["method"].isin(["fkl", "rkl"])]
+    kl_rows = table[table["method"].isin(["forward", "reverse"])]
     betas = sorted(b for b in kl_rows["beta"].unique() if 0 < b < math.inf)
     ax.set_xticks(betas, [f"{b:g}" for b in betas])
     ax.minorticks_off()

@@ -118,7 +118,7 @@ def plot_collapse_vs_beta(
     ax = get_ax(ax)
     column = f"{metric}_{split}"
     sft = [r for r in runs if r.config.method == "sft"]
-    for method, name in (("fkl", "FKL"), ("rkl", "RKL")):
+    for method, name in (("forward", "FKL"), ("reverse", "RKL")):
         chosen = sorted((r for r in runs if r.config.method == method), key=lambda r: r.config.beta)
         if chosen:
             betas = [r.config.beta for r in chosen]
