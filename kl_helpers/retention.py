@@ -11,7 +11,7 @@ decided by ``kl_helpers.beta_sweep.quick_mode``. Introduced in notebook 08.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +22,15 @@ from kl_helpers import metrics, models
 from kl_helpers.beta_sweep import quick_mode
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.data import LABEL_NAMES
-from kl_helpers.results import RunResult, default_results_dir, is_finished, load_run, run_dir
-from kl_helpers.results import save_run
 from kl_helpers.experiment import resolve_device, resolved, run_experiment
+from kl_helpers.results import (
+    RunResult,
+    default_results_dir,
+    is_finished,
+    load_run,
+    run_dir,
+    save_run,
+)
 from kl_helpers.training import TextData, article_data
 
 FORWARD, REVERSE = "forward", "reverse"  # the engine's method names (kl_helpers.regularizer)
