@@ -22,7 +22,7 @@ from kl_helpers import metrics, models
 from kl_helpers.beta_sweep import quick_mode
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.data import LABEL_NAMES
-from kl_helpers.experiment import resolve_device, resolved, run_experiment
+from kl_helpers.experiment import resolve_device, resolved, run_experiment, run_sweep
 from kl_helpers.results import (
     RunResult,
     default_results_dir,
@@ -127,13 +127,24 @@ def task_data(task: str, held_out: TextData) -> TextData:
     )
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The fine-tuned start model of step 2, its tokenizer, the run that trained it, and a name
+    that carries that run's cache key (so step-2 runs are cached per reference)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    run: RunResult
+    name: str
+
+
 def trained_reference(
     config: ExperimentConfig, data: TextData, results_dir: Path | str | None = None
-) -> tuple[torch.nn.Module, object, RunResult]:
-    """``(model, tokenizer, run)``: ``config``'s model fine-tuned on ``data`` by the engine.
+) -> Reference:
+    """``config``'s model fine-tuned on ``data`` by the engine (eval mode, on the CPU).
 
     Cached: when the run and its ``model.safetensors`` are in ``results_dir`` they are loaded,
-    otherwise the run trains and both are written. The model is returned in eval mode on CPU.
+    otherwise the run trains and both are written.
     """
     from safetensors.torch import load_model, save_model
 
@@ -159,7 +170,39 @@ def trained_reference(
         save_run(run, results_dir)
         save_model(model, str(weights))
     load_model(model, str(weights))
-    return model.eval(), tokenizer, run
+    return Reference(model.eval(), tokenizer, run, f"{choice.name}+reviews-{run.key}")
+
+
+def run_task(
+    plan: RetentionPlan,
+    task: str,
+    reference: Reference,
+    held_out: TextData,
+    replay_texts: Sequence[str] = (),
+    results_dir: Path | str | None = None,
+    progress: bool | None = None,
+) -> list[RunResult]:
+    """Step 2 for one task through the engine's cached ``run_sweep``: the plan's runs with the KL
+    on the task's sentences, then (with ``replay_texts``) those with the KL on replayed texts."""
+    data = task_data(task, held_out)
+    kwargs = {"model": reference.model, "tokenizer": reference.tokenizer}
+    kwargs |= {"model_name": reference.name, "progress": progress}
+    runs = run_sweep(plan.configs(task), data, results_dir, **kwargs)
+    if replay_texts and task in plan.replay_tasks and plan.replay_betas:
+        replay = [
+            plan.task.replace(
+                seed=s,
+                method=m,
+                beta=float(b),
+                kl_inputs="replay",
+                replay_batch_size=plan.replay_batch_size,
+            )
+            for s in plan.seeds
+            for m in KL_METHODS
+            for b in plan.replay_betas
+        ]
+        runs += run_sweep(replay, data.with_replay(replay_texts), results_dir, **kwargs)
+    return runs
 
 
 def macro_f1(probs: torch.Tensor, labels: Sequence[int], n_classes: int) -> float:
