@@ -88,18 +88,20 @@ PLANS: dict[str, RetentionPlan] = {
         reference=_REFERENCE,
         task=_TASK,
         tasks=("article", "flipped"),
-        betas=(0.1, 0.5, 0.9, 3.0),
+        betas=(0.3, 3.0),  # one β of the article's grid and one beyond it (the edit cell adds)
         seeds=(0, 1, 2),
-        replay_betas=(0.1, 0.9, 3.0),
+        replay_betas=(3.0,),
+        replay_batch_size=4,
     ),
     "quick": RetentionPlan(
         mode="quick",
         reference=_REFERENCE.replace(epochs=1, max_length=32),
         task=_TASK.replace(epochs=20, max_length=32),
         tasks=("article", "flipped"),
-        betas=(0.9,),
-        seeds=(0, 1),
-        replay_betas=(0.9,),
+        betas=(3.0,),
+        seeds=(0,),
+        replay_betas=(3.0,),
+        replay_batch_size=4,
     ),
 }
 
