@@ -101,6 +101,7 @@ def test_run_task_and_table_with_replay(cache):
         seeds=(0,),
         replay_betas=(1.0,),
         replay_batch_size=2,
+        replay_tasks=("flipped",),
     )
     runs = retention.run_task(plan, "flipped", reference, HELD_OUT, HELD_OUT.train_texts, cache)
     assert len(runs) == plan.n_runs() == 5
