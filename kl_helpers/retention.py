@@ -53,14 +53,18 @@ class RetentionPlan:
     replay_betas: tuple[float, ...] = ()  # β for the KL on replayed training reviews instead
     replay_batch_size: int = 8  # unlabelled training reviews per step for the replay KL
     replay_tasks: tuple[str, ...] = ("article",)  # tasks that also get the replay variant
+    grid_betas: tuple[float, ...] = ()  # more β values, run for ``grid_seeds`` only (CPU time)
+    grid_seeds: tuple[int, ...] = (0,)
 
     def configs(self, task: str) -> list[ExperimentConfig]:
-        """Per seed: SFT, then forward and reverse KL on the task's sentences at every β."""
+        """Per seed: SFT, then forward and reverse KL on the task's sentences at every β (and at
+        ``grid_betas`` for the seeds in ``grid_seeds``)."""
         out = []
         for seed in self.seeds:
             base = self.task.replace(seed=seed)
             out.append(base.replace(method="sft", beta=0.0))
-            out += [base.replace(method=m, beta=float(b)) for m in KL_METHODS for b in self.betas]
+            betas = self.betas + (self.grid_betas if seed in self.grid_seeds else ())
+            out += [base.replace(method=m, beta=float(b)) for m in KL_METHODS for b in betas]
         return out
 
     def n_runs(self) -> int:
@@ -91,8 +95,9 @@ PLANS: dict[str, RetentionPlan] = {
         reference=_REFERENCE,
         task=_TASK,
         tasks=("article",),  # plain SFT on it already forgets; "flipped" is in the edit cell
-        betas=(0.3, 3.0),  # one β of the article's grid and one beyond it (the edit cell adds)
+        betas=(3.0,),  # beyond the article's grid: strong enough to keep (3 seeds)
         seeds=(0, 1, 2),
+        grid_betas=(0.3,),  # one β of the article's grid, one seed (CPU time; the edit cell adds)
         replay_betas=(3.0,),
         replay_batch_size=4,
     ),
