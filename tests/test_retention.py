@@ -24,10 +24,16 @@ TINY = ExperimentConfig(model="minilm", epochs=1, max_length=16, batch_size=4)
 def test_full_plan_covers_the_issue():
     plan = retention.PLANS["full"]
     assert len(plan.seeds) >= 3
-    assert any(b in ARTICLE_BETAS for b in plan.betas) and max(plan.betas) > 1
+    betas = plan.betas + plan.grid_betas
+    assert any(b in ARTICLE_BETAS for b in betas) and max(betas) > 1
     assert (plan.task.lr, plan.task.batch_size, plan.task.epochs) == (1e-4, 8, 100)
-    configs = plan.configs("flipped")
-    assert len(configs) == len(plan.seeds) * (1 + 2 * len(plan.betas))
+    configs = plan.configs("article")
+    expected = len(plan.seeds) * (1 + 2 * len(plan.betas)) + 2 * len(plan.grid_betas) * len(
+        [s for s in plan.grid_seeds if s in plan.seeds]
+    )
+    assert len(configs) == expected
+    grid = [c for c in configs if c.beta in plan.grid_betas]
+    assert {c.seed for c in grid} == set(plan.grid_seeds)
     assert {c.method for c in configs} == {"sft", *retention.KL_METHODS}
     assert plan.n_runs() > len(configs)
 
