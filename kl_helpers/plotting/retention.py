@@ -1,0 +1,139 @@
+"""Figures for notebook 08 (does the KL penalty keep what the model knew?).
+
+Each helper takes ``ax=None``, draws, and returns the Axes. Inputs are the rows of
+``kl_helpers.retention.retention_table``: one per run, with ``fit_nll`` (the new task's
+training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` and ``kl_to_ref``
+(nats). Bars span the min–max over seeds, markers are seed means.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from kl_helpers.plotting import COLORS, get_ax
+from kl_helpers.plotting.beta import METHOD_STYLE
+
+LABELS = {  # axis label of each retention-table column, with its unit
+    "fit_nll": "new-task NLL on its training sentences (nats)",
+    "fit_acc": "new-task training accuracy",
+    "accuracy": "held-out review accuracy",
+    "macro_f1": "held-out review macro-F1",
+    "nll": "held-out review NLL (nats)",
+    "kl_to_ref": "held-out KL(p_ref‖p_θ) (nats)",
+}
+KL_ON_STYLE = {
+    "task": {"marker": "o", "suffix": ""},
+    "replay": {"marker": "s", "suffix": ", replay"},
+}
+
+
+def _seed_stats(rows: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    g = rows.groupby("beta")[columns]
+    return g.mean().join(g.min(), rsuffix="_min").join(g.max(), rsuffix="_max").reset_index()
+
+
+def _errorbar(ax: Axes, stats: pd.DataFrame, x: str, y: str, **style) -> None:
+    xerr = np.vstack([stats[x] - stats[f"{x}_min"], stats[f"{x}_max"] - stats[x]])
+    yerr = np.vstack([stats[y] - stats[f"{y}_min"], stats[f"{y}_max"] - stats[y]])
+    ax.errorbar(stats[x], stats[y], xerr=xerr, yerr=yerr, capsize=2, **style)
+
+
+def plot_retention_tradeoff(
+    table: pd.DataFrame,
+    task: str,
+    x: str = "fit_nll",
+    y: str = "accuracy",
+    reference: float | None = None,
+    kl_on: tuple[str, ...] = ("task",),
+    annotate: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """Retention ``y`` against new-task fit ``x`` for every (direction, where the KL is taken),
+    one point per β (seed mean, min–max bars), SFT as a black star; ``reference`` a level line."""
+    ax = get_ax(ax)
+    rows = table[table["task"] == task]
+    sft = _seed_stats(rows[rows["method"] == "sft"], [x, y])
+    for where in kl_on:
+        for method in ("forward", "reverse"):
+            sel = rows[(rows["method"] == method) & (rows["kl_on"] == where)]
+            if sel.empty:
+                continue
+            stats = _seed_stats(sel, [x, y]).sort_values("beta")
+            style = METHOD_STYLE[method]
+            _errorbar(
+                ax,
+                stats,
+                x,
+                y,
+                color=style["color"],
+                linestyle=style["linestyle"],
+                marker=KL_ON_STYLE[where]["marker"],
+                label=style["label"] + KL_ON_STYLE[where]["suffix"],
+            )
+            if annotate:
+                for _, r in stats.iterrows():
+                    ax.annotate(
+                        f"{r['beta']:g}",
+                        (r[x], r[y]),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color=style["color"],
+                    )
+    if not sft.empty:
+        _errorbar(ax, sft, x, y, color=COLORS["sft"], marker="*", markersize=12, label="SFT")
+    if reference is not None:
+        ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference")
+    ax.set_xlabel(LABELS.get(x, x))
+    ax.set_ylabel(LABELS.get(y, y))
+    ax.set_title(f"{task}: what was kept against how well the new task was fitted")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_retention_vs_beta(
+    table: pd.DataFrame,
+    task: str,
+    metric: str = "accuracy",
+    reference: float | None = None,
+    kl_on: str = "task",
+    ax: Axes | None = None,
+) -> Axes:
+    """Held-out ``metric`` against β (symlog axis) per direction, min–max band over seeds; SFT
+    (β = 0) a dotted line, ``reference`` a solid one."""
+    ax = get_ax(ax)
+    rows = table[table["task"] == task]
+    sft = rows[rows["method"] == "sft"][metric]
+    for method in ("forward", "reverse"):
+        sel = rows[(rows["method"] == method) & (rows["kl_on"] == kl_on)]
+        if sel.empty:
+            continue
+        stats = _seed_stats(sel, [metric]).sort_values("beta")
+        style = METHOD_STYLE[method]
+        ax.plot(
+            stats["beta"],
+            stats[metric],
+            marker="o",
+            color=style["color"],
+            linestyle=style["linestyle"],
+            label=style["label"],
+        )
+        ax.fill_between(
+            stats["beta"],
+            stats[f"{metric}_min"],
+            stats[f"{metric}_max"],
+            color=style["color"],
+            alpha=0.15,
+        )
+    if not sft.empty:
+        ax.axhline(sft.mean(), color=COLORS["sft"], linestyle=":", label="SFT (β = 0)")
+    if reference is not None:
+        ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference")
+    ax.set_xscale("log")
+    ax.set_xlabel("β (log scale)")
+    ax.set_ylabel(LABELS.get(metric, metric))
+    ax.set_title(f"{task}: {LABELS.get(metric, metric)} against β")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,284 @@
+"""Does the KL penalty keep what the model knew? Notebook 08's retention experiment.
+
+Step 1 fine-tunes the bundled encoder on the 600 training drug reviews with the engine and keeps
+its weights (safetensors, next to the run in the results cache, so a second run loads them).
+Step 2 starts from that model and regularises towards it (``reference="same_start"``) while
+fine-tuning on a new task with the article's settings; every run's "test" texts are the 379
+held-out reviews, so the engine's saved probabilities measure what was kept. Quick mode is
+decided by ``kl_helpers.beta_sweep.quick_mode``. Introduced in notebook 08.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kl_helpers import metrics, models
+from kl_helpers.beta_sweep import quick_mode
+from kl_helpers.config import ExperimentConfig
+from kl_helpers.data import LABEL_NAMES
+from kl_helpers.experiment import resolve_device, resolved, run_experiment, run_sweep
+from kl_helpers.results import (
+    RunResult,
+    default_results_dir,
+    is_finished,
+    load_run,
+    run_dir,
+    save_run,
+)
+from kl_helpers.training import TextData, article_data
+
+FORWARD, REVERSE = "forward", "reverse"  # the engine's method names (kl_helpers.regularizer)
+KL_METHODS: tuple[str, ...] = (FORWARD, REVERSE)
+WEIGHTS_FILE = "model.safetensors"  # the trained reference's weights, inside its run folder
+TRUNCATION_SIDE = "left"  # long reviews keep their last tokens, where the verdict usually is
+SWAP_POSITIVE_NEGATIVE: dict[int, int] = {0: 1, 1: 0, 2: 2}  # the "flipped" task's convention
+
+
+@dataclass(frozen=True)
+class RetentionPlan:
+    """The whole experiment: how the reference learns, the new tasks, β grid, seeds, replay."""
+
+    mode: str  # "quick" or "full"
+    reference: ExperimentConfig  # step 1: fine-tuning the encoder on the 600 training reviews
+    task: ExperimentConfig  # step 2: the article's lr, batch, epochs on the new task's sentences
+    tasks: tuple[str, ...]  # new tasks: "article" (its labels) and/or "flipped" (pos <-> neg)
+    betas: tuple[float, ...]  # β > 0 for the KL on the task's own sentences; β = 0 is SFT
+    seeds: tuple[int, ...]  # dropout (and replay sampling) of step 2; one reference for all
+    replay_betas: tuple[float, ...] = ()  # β for the KL on replayed training reviews instead
+    replay_batch_size: int = 8  # unlabelled training reviews per step for the replay KL
+    replay_tasks: tuple[str, ...] = ("article",)  # tasks that also get the replay variant
+    grid_betas: tuple[float, ...] = ()  # more β values, run for ``grid_seeds`` only (CPU time)
+    grid_seeds: tuple[int, ...] = (0,)
+
+    def configs(self, task: str) -> list[ExperimentConfig]:
+        """Per seed: SFT, then forward and reverse KL on the task's sentences at every β (and at
+        ``grid_betas`` for the seeds in ``grid_seeds``)."""
+        out = []
+        for seed in self.seeds:
+            base = self.task.replace(seed=seed)
+            out.append(base.replace(method="sft", beta=0.0))
+            betas = self.betas + (self.grid_betas if seed in self.grid_seeds else ())
+            out += [base.replace(method=m, beta=float(b)) for m in KL_METHODS for b in betas]
+        return out
+
+    def n_runs(self) -> int:
+        """Step-2 runs over all tasks (replay included)."""
+        replay = len(self.seeds) * len(KL_METHODS) * len(self.replay_betas)
+        return len(self.tasks) * len(self.configs(self.tasks[0])) + replay * len(
+            [t for t in self.replay_tasks if t in self.tasks]
+        )
+
+    def describe(self) -> str:
+        """One line: mode, grid, seeds, run count."""
+        return (
+            f"{self.mode}: reference {self.reference.epochs} epochs on the training reviews "
+            f"(≤{self.reference.max_length} tokens); tasks {list(self.tasks)} × "
+            f"β ∈ {{0, {', '.join(f'{b:g}' for b in self.betas)}}} × {list(KL_METHODS)} × "
+            f"seeds {list(self.seeds)}, {self.task.epochs} epochs each; {self.n_runs()} runs"
+        )
+
+
+# Reviews are cut to their last 32 tokens (the verdict; each doubling of the length doubles the
+# cost of every evaluation on a CPU). At lr 1e-4 and 2 epochs the encoder learned only the class
+# prior (always "positive"), hence the larger learning rate and a third epoch.
+_REFERENCE = ExperimentConfig(lr=2e-4, batch_size=16, epochs=3, max_length=32, seed=0)
+_TASK = ExperimentConfig(max_length=32)  # the article's lr 1e-4, batch 8, 100 epochs
+PLANS: dict[str, RetentionPlan] = {
+    "full": RetentionPlan(
+        mode="full",
+        reference=_REFERENCE,
+        task=_TASK,
+        tasks=("article",),  # plain SFT on it already forgets; "flipped" is in the edit cell
+        betas=(3.0,),  # beyond the article's grid: strong enough to keep (3 seeds)
+        seeds=(0, 1, 2),
+        grid_betas=(0.3,),  # one β of the article's grid, one seed (CPU time; the edit cell adds)
+        replay_betas=(3.0,),
+        replay_batch_size=4,
+    ),
+    "quick": RetentionPlan(
+        mode="quick",
+        reference=_REFERENCE.replace(epochs=1),
+        task=_TASK.replace(epochs=20),
+        tasks=("article",),
+        betas=(3.0,),
+        seeds=(0,),
+        replay_betas=(3.0,),
+        replay_batch_size=4,
+    ),
+}
+
+
+def retention_plan(quick: bool | None = None) -> RetentionPlan:
+    """The quick plan if ``quick`` (default: ``kl_helpers.beta_sweep.quick_mode()``), else full."""
+    return PLANS["quick" if (quick_mode() if quick is None else quick) else "full"]
+
+
+def task_data(task: str, held_out: TextData) -> TextData:
+    """The new task's training sentences, evaluated on ``held_out``'s test texts (the reviews).
+
+    "article": the article's 7 training sentences with its labels; "flipped": the same sentences
+    with positive and negative swapped, a convention that contradicts the reference's.
+    """
+    article = article_data()
+    if task == "article":
+        labels = article.train_labels
+    elif task == "flipped":
+        labels = tuple(SWAP_POSITIVE_NEGATIVE[y] for y in article.train_labels)
+    else:
+        raise ValueError(f"task must be 'article' or 'flipped', got {task!r}")
+    return TextData(
+        article.train_texts, labels, held_out.test_texts, held_out.test_labels, LABEL_NAMES
+    )
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The fine-tuned start model of step 2, its tokenizer, the run that trained it, and a name
+    that carries that run's cache key (so step-2 runs are cached per reference)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    run: RunResult
+    name: str
+
+
+def trained_reference(
+    config: ExperimentConfig, data: TextData, results_dir: Path | str | None = None
+) -> Reference:
+    """``config``'s model fine-tuned on ``data`` by the engine (eval mode, on the CPU).
+
+    Cached: when the run and its ``model.safetensors`` are in ``results_dir`` they are loaded,
+    otherwise the run trains and both are written.
+    """
+    from safetensors.torch import load_model, save_model
+
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    choice = models.resolve_model(config.model)
+    tokenizer = models.load_tokenizer(choice)
+    tokenizer.truncation_side = TRUNCATION_SIDE
+    name = f"{choice.name}|truncate-{TRUNCATION_SIDE}"  # in the cache key
+    model = models.load_classifier(choice, data.num_labels, seed=config.seed)
+    full = resolved(config, name, resolve_device(config))
+    key = full.key(data.fingerprint())
+    weights = run_dir(results_dir, full, key) / WEIGHTS_FILE
+    if is_finished(results_dir, full, key) and weights.is_file():
+        run = load_run(results_dir, full, key)
+    else:
+        kept: dict[str, torch.Tensor] = {}
+
+        def keep(trained: torch.nn.Module) -> None:
+            kept.update({k: v.detach().cpu().clone() for k, v in trained.state_dict().items()})
+
+        run = run_experiment(
+            full, data, model=model, tokenizer=tokenizer, model_name=name, on_trained=keep
+        )
+        model.load_state_dict(kept)
+        save_run(run, results_dir)
+        save_model(model, str(weights))
+    load_model(model, str(weights))
+    return Reference(model.eval(), tokenizer, run, f"{name}+reviews-{run.key}")
+
+
+def run_task(
+    plan: RetentionPlan,
+    task: str,
+    reference: Reference,
+    held_out: TextData,
+    replay_texts: Sequence[str] = (),
+    results_dir: Path | str | None = None,
+    progress: bool | None = None,
+) -> list[RunResult]:
+    """Step 2 for one task through the engine's cached ``run_sweep``: the plan's runs with the KL
+    on the task's sentences, then (with ``replay_texts``) those with the KL on replayed texts."""
+    data = task_data(task, held_out)
+    kwargs = {"model": reference.model, "tokenizer": reference.tokenizer}
+    kwargs |= {"model_name": reference.name, "progress": progress}
+    runs = run_sweep(plan.configs(task), data, results_dir, **kwargs)
+    if replay_texts and task in plan.replay_tasks and plan.replay_betas:
+        replay = [
+            plan.task.replace(
+                seed=s,
+                method=m,
+                beta=float(b),
+                kl_inputs="replay",
+                replay_batch_size=plan.replay_batch_size,
+            )
+            for s in plan.seeds
+            for m in KL_METHODS
+            for b in plan.replay_betas
+        ]
+        runs += run_sweep(replay, data.with_replay(replay_texts), results_dir, **kwargs)
+    return runs
+
+
+def macro_f1(probs: torch.Tensor, labels: Sequence[int], n_classes: int) -> float:
+    """Unweighted mean over classes of F1 of the arg-max predictions (0 for a class never hit)."""
+    pred = torch.as_tensor(probs).argmax(-1)
+    y = torch.as_tensor(list(labels))
+    scores = []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (y == c)).sum())
+        denom = int((pred == c).sum()) + int((y == c).sum())
+        scores.append(2 * tp / denom if denom else 0.0)
+    return float(np.mean(scores))
+
+
+def held_out_scores(probs: torch.Tensor, labels: Sequence[int], ref: torch.Tensor) -> dict:
+    """Accuracy, macro-F1, NLL (nats) and mean KL(p_ref‖p) (nats) on held-out texts."""
+    return {
+        "accuracy": metrics.accuracy(probs, list(labels)).item(),
+        "macro_f1": macro_f1(probs, labels, probs.shape[-1]),
+        "nll": metrics.negative_log_likelihood(probs, list(labels)).item(),
+        "kl_to_ref": metrics.mean_forward_kl_to_reference(probs, ref).item(),
+    }
+
+
+def run_row(task: str, run: RunResult) -> dict:
+    """One table row: how the run was regularised, its fit on the task, and what it kept."""
+    c = run.config
+    fit = metrics.negative_log_likelihood(run.prob("final", "train"), list(run.train_labels))
+    return {
+        "task": task,
+        "kl_on": "none" if c.method == "sft" else c.kl_inputs,
+        "method": c.method,
+        "beta": c.beta,
+        "seed": c.seed,
+        "fit_nll": fit.item(),
+        "fit_acc": run.accuracy("train"),
+    } | held_out_scores(run.prob("final", "test"), run.test_labels, run.prob("reference", "test"))
+
+
+def retention_table(runs: dict[str, Sequence[RunResult]]) -> pd.DataFrame:
+    """One row per step-2 run (``{task: runs}``), see ``run_row``."""
+    return pd.DataFrame([run_row(task, r) for task, rs in runs.items() for r in rs])
+
+
+def summarise(table: pd.DataFrame, columns: Sequence[str] = ("fit_nll", "accuracy")):
+    """Mean, min and max over seeds of ``columns`` per (task, kl_on, method, β)."""
+    g = table.groupby(["task", "kl_on", "method", "beta"])[list(columns)]
+    out = g.mean()
+    return out.join(g.min(), rsuffix="_min").join(g.max(), rsuffix="_max")
+
+
+def curve(table: pd.DataFrame, task: str, method: str, kl_on: str, x: str, y: str) -> pd.DataFrame:
+    """Seed-mean (``x``, ``y``) per β for one regulariser, SFT included as β = 0, sorted by β."""
+    rows = table[(table["task"] == task) & (table["method"].isin(["sft", method]))]
+    rows = rows[rows["kl_on"].isin(["none", kl_on])]
+    g = rows.groupby("beta")[[x, y]]
+    means = g.mean()
+    return means.join(g.min(), rsuffix="_min").join(g.max(), rsuffix="_max").reset_index()
+
+
+def value_at_fit(points: pd.DataFrame, fit: float, x: str = "fit_nll", y: str = "accuracy"):
+    """``y`` linearly interpolated at task fit ``x = fit`` along a curve (NaN outside its range)."""
+    pts = points.sort_values(x)
+    xs, ys = pts[x].to_numpy(float), pts[y].to_numpy(float)
+    if not xs[0] <= fit <= xs[-1]:
+        return float("nan")
+    return float(np.interp(fit, xs, ys))
