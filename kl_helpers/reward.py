@@ -1,0 +1,83 @@
+"""A reward model for RLHF that is good but not perfect: the series' sentiment classifier.
+
+The bundled encoder fine-tuned by the engine on the 600 training drug reviews (notebook 08's
+``retention.trained_reference``: cached weights in the results folder) scores a decoded response;
+the reward is its probability of "positive" (in [0, 1]) or that class's log-odds
+log p₊ − log(1 − p₊) (nats). A second model trained with another seed or data plays the "gold"
+reward. Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kl_helpers.config import ExperimentConfig
+from kl_helpers.data import LABEL_NAMES
+from kl_helpers.encoding import encode
+from kl_helpers.reference import predict_logits
+
+REWARD_KINDS: tuple[str, ...] = ("prob", "logit")
+POSITIVE = LABEL_NAMES.index("positive")
+# The engine's reference recipe of notebook 08 (2 epochs on the reviews, 64 tokens).
+REWARD_CONFIG = ExperimentConfig(lr=1e-4, batch_size=16, epochs=2, max_length=64, seed=0)
+
+
+@dataclass(frozen=True)
+class RewardModel:
+    """A sequence classifier as a reward: ``reward(texts)`` -> (N,) float32 on the CPU."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str  # goes into RL cache keys
+    kind: str = "prob"  # "prob": p(positive); "logit": log p₊ − log(1 − p₊), nats
+    positive: int = POSITIVE  # index of the "positive" class
+    max_length: int = 64  # tokens of a response the classifier reads
+
+    def __post_init__(self) -> None:
+        if self.kind not in REWARD_KINDS:
+            raise ValueError(f"kind must be one of {REWARD_KINDS}, got {self.kind!r}")
+
+    def log_probs(self, texts: Sequence[str]) -> torch.Tensor:
+        """Class log-probabilities (N, C) of ``texts`` (eval mode, no gradient)."""
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError("texts must be a non-empty sequence of strings")
+        # An empty response is scored as such; the tokenizer still adds [CLS] and [SEP].
+        enc = encode(self.tokenizer, list(texts), None, self.max_length)
+        with torch.no_grad():
+            logits = predict_logits(self.model, enc)
+        return torch.log_softmax(logits.double(), dim=-1).cpu()
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        """Reward per text: p(positive) or its log-odds, (N,) float32."""
+        log_p = self.log_probs(texts)[:, self.positive]
+        if self.kind == "prob":
+            return log_p.exp().float()
+        return (log_p - torch.log(-torch.expm1(log_p))).float()
+
+    def with_kind(self, kind: str) -> RewardModel:
+        """The same classifier with another output kind."""
+        return RewardModel(
+            self.model, self.tokenizer, self.name, kind, self.positive, self.max_length
+        )
+
+
+def train_reward_model(
+    config: ExperimentConfig = REWARD_CONFIG,
+    data=None,
+    results_dir: Path | str | None = None,
+    kind: str = "prob",
+) -> RewardModel:
+    """The engine's classifier fine-tuned on ``data`` (default: the training drug reviews),
+    trained once and cached with its weights (``retention.trained_reference``)."""
+    from kl_helpers.retention import trained_reference
+    from kl_helpers.reviews import review_data
+
+    data = review_data() if data is None else data
+    ref = trained_reference(config, data, results_dir)
+    return RewardModel(
+        ref.model, ref.tokenizer, f"reward:{ref.name}", kind, POSITIVE, config.max_length
+    )

@@ -1,0 +1,306 @@
+"""RLHF with a KL penalty, the model-facing parts: LoRA policy, sampling, log-probs, step, loop.
+
+The policy is the causal LM with LoRA adapters (``peft``); the reference is the same network under
+``disable_adapter()`` and ``torch.no_grad`` (no second copy in memory). Sampling is ``generate``
+with its KV cache and a plain sampler (temperature only: no top-k/top-p, no repetition penalty),
+so that the samples come from the π whose log-probs the loss uses. Prompts are left-padded; the
+response mask drops prompt, padding and everything after a response's first EOS. A finished run's
+history and LoRA weights are cached like the engine's runs (``kl_helpers.results``: one folder per
+run, ``run.json`` written last), so a sweep resumes where it stopped. Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from kl_helpers.experiment import show_progress
+from kl_helpers.regularizer import masked_sum, per_token_divergence
+from kl_helpers.results import FORMAT_VERSION, default_results_dir, is_finished, run_dir
+from kl_helpers.rl import RLConfig, response_mask, rl_loss
+from kl_helpers.runtime import seed_everything
+from kl_helpers.token_kl import token_log_probs
+
+RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
+HISTORY_FIELDS: tuple[str, ...] = ("reward", "kl", "kl_k1", "kl_k3", "length", "loss")
+
+
+def add_lora(model: torch.nn.Module, config: RLConfig) -> torch.nn.Module:
+    """``model`` wrapped with fresh LoRA adapters (seeded; B = 0 so the policy starts at π_ref)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(config.lora_targets),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool = True):
+    """Left-padded (P, L) ids and attention mask of ``prompts`` (chat template: assistant turn)."""
+    if not prompts:
+        raise ValueError("need at least one prompt")
+    rows = []
+    for text in prompts:
+        if chat:
+            msgs = [{"role": "user", "content": text}]
+            ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        else:
+            ids = tokenizer(text)["input_ids"]
+        rows.append(torch.as_tensor(list(ids), dtype=torch.long))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :], mask[i, width - len(r) :] = r, 1
+    return ids, mask
+
+
+def sample_responses(model, prompt_ids, prompt_mask, config: RLConfig, eos_id, pad_id, seed: int):
+    """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
+
+    Returns (responses, mask), each (P·G, T ≤ max_new_tokens); ``mask`` ends at the first EOS.
+    """
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig(
+        do_sample=True,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=config.max_new_tokens,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        use_cache=True,
+    )
+    ids = prompt_ids.repeat_interleave(config.num_generations, dim=0).to(model.device)
+    attn = prompt_mask.repeat_interleave(config.num_generations, dim=0).to(model.device)
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen)
+    model.train(was_training)
+    responses = out[:, ids.shape[1] :]
+    return responses, response_mask(responses, eos_id)
+
+
+def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
+    """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
+    (B, T), 0 off ``resp_mask``. Left padding is handled by position ids from the attention mask;
+    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``)."""
+    length = responses.shape[1]
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
+    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=length + 1
+    )
+    logits = out.logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):  # log-softmax in half precision loses KL
+        logits = logits.float()
+    logits = logits / temperature
+    return logits, token_log_probs(logits, responses, resp_mask)
+
+
+def reference_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
+    """:func:`response_logits` of π_ref: the same network with its LoRA adapters disabled."""
+    with torch.no_grad(), policy.disable_adapter():
+        return response_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature)
+
+
+def rl_step(policy, optimizer, tokenizer, prompts, reward_fn: RewardFn, config: RLConfig, step=0):
+    """One update: sample, score, reference log-probs, REINFORCE + KL loss, AdamW step.
+
+    Returns per-step means (reward, exact KL(π‖π_ref) summed over response tokens via the core,
+    k1 and k3 sums, response length in tokens, loss) and the decoded responses.
+    """
+    device = next(policy.parameters()).device
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    responses, mask = sample_responses(
+        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, config.seed * 100_003 + step
+    )
+    texts = tokenizer.batch_decode(torch.where(mask, responses, pad_id), skip_special_tokens=True)
+    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
+    ids = ids.repeat_interleave(config.num_generations, 0)
+    attn = attn.repeat_interleave(config.num_generations, 0)
+    ref_logits, ref_logp = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    policy.train()
+    logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature)
+    out = rl_loss(
+        logp, ref_logp, mask, rewards, config.beta, config.kl_estimator,
+        config.num_generations, config.baseline,
+    )  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    with torch.no_grad():
+        exact = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+    stats = {
+        "reward": rewards.mean().item(),
+        "kl": exact.mean().item(),
+        "kl_k1": out.kl_k1.mean().item(),
+        "kl_k3": out.kl_k3.mean().item(),
+        "length": mask.sum(dim=1).float().mean().item(),
+        "loss": out.loss.item(),
+    }
+    return stats, texts
+
+
+@dataclass
+class RLHistory:
+    """Per-step means: reward, KL(π‖π_ref) per response in nats (exact per token, summed; and its
+    k1/k3 sample estimates), response length in tokens, loss; plus the last step's responses."""
+
+    reward: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    kl_k1: list[float] = field(default_factory=list)
+    kl_k3: list[float] = field(default_factory=list)
+    length: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+    def append(self, stats: dict[str, float]) -> None:
+        """Add one step's stats."""
+        for name in HISTORY_FIELDS:
+            getattr(self, name).append(float(stats[name]))
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+def train_policy(
+    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, progress=None
+) -> RLHistory:
+    """``config.steps`` updates of a LoRA ``policy`` (from :func:`add_lora`) on ``prompts``, taken
+    ``prompts_per_step`` at a time in a seeded shuffled order; returns the history."""
+    from tqdm.auto import tqdm
+
+    if len(prompts) < config.prompts_per_step:
+        raise ValueError(f"need >= {config.prompts_per_step} prompts, got {len(prompts)}")
+    seed_everything(config.seed)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the policy has no trainable parameters: wrap it with add_lora first")
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(config.seed))
+    history = RLHistory()
+    texts: list[str] = []
+    bar = tqdm(range(config.steps), desc=config.label, disable=not show_progress(progress))
+    for step in bar:
+        at = (step * config.prompts_per_step + torch.arange(config.prompts_per_step)) % len(order)
+        batch = [prompts[int(i)] for i in order[at]]
+        stats, texts = rl_step(policy, optimizer, tokenizer, batch, reward_fn, config, step)
+        history.append(stats)
+        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.2f}")
+    history.samples = list(texts)
+    return history
+
+
+@dataclass(frozen=True)
+class RLRun:
+    """A finished (or cached) run: config, cache key, history, LoRA weights, model, wall time."""
+
+    config: RLConfig
+    key: str
+    history: RLHistory
+    adapter: dict[str, torch.Tensor] = field(repr=False)
+    model_name: str
+    wall_time_s: float
+
+
+def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
+    """Write ``run`` atomically (history.csv, adapter.safetensors, run.json last)."""
+    from safetensors.torch import save_file
+
+    final = run_dir(results_dir, run.config, run.key)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "history.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("step", *HISTORY_FIELDS))
+        for i in range(len(run.history)):
+            writer.writerow((i, *(repr(getattr(run.history, f)[i]) for f in HISTORY_FIELDS)))
+    save_file({k: v.contiguous() for k, v in run.adapter.items()}, str(tmp / "adapter.safetensors"))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "key": run.key,
+        "config": run.config.to_dict(),
+        "model_name": run.model_name,
+        "wall_time_s": run.wall_time_s,
+        "samples": run.history.samples,
+    }
+    (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def load_rl_run(results_dir: Path | str, config: RLConfig, key: str) -> RLRun:
+    """Read a finished run back (FileNotFoundError if it is not finished)."""
+    from safetensors.torch import load_file
+
+    if not is_finished(results_dir, config, key):
+        raise FileNotFoundError(f"no finished run {config.label}-{key} in {results_dir}")
+    folder = run_dir(results_dir, config, key)
+    meta = json.loads((folder / "run.json").read_text())
+    history = RLHistory(samples=list(meta["samples"]))
+    with open(folder / "history.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            history.append({k: float(row[k]) for k in HISTORY_FIELDS})
+    adapter = load_file(str(folder / "adapter.safetensors"))
+    return RLRun(config, key, history, adapter, meta["model_name"], float(meta["wall_time_s"]))
+
+
+def run_rl(
+    config: RLConfig,
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    *,
+    model_name: str,
+    reward_name: str,
+    results_dir: Path | str | None = None,
+    progress: bool | None = None,
+) -> RLRun:
+    """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched).
+
+    The cache key covers the config, ``model_name``, ``reward_name`` and the prompts.
+    """
+    import copy
+
+    from peft import get_peft_model_state_dict
+
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    key = config.key(model_name, reward_name, *prompts)
+    if is_finished(results_dir, config, key):
+        return load_rl_run(results_dir, config, key)
+    start = time.perf_counter()
+    policy = add_lora(copy.deepcopy(model), config)
+    history = train_policy(policy, tokenizer, prompts, reward_fn, config, progress)
+    adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(policy).items()}
+    run = RLRun(config, key, history, adapter, model_name, time.perf_counter() - start)
+    save_rl_run(run, results_dir)
+    return run
