@@ -71,10 +71,15 @@ def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool = True):
     return ids, mask
 
 
-def sample_responses(model, prompt_ids, prompt_mask, config: RLConfig, eos_id, pad_id, seed: int):
+def sample_responses(
+    model, prompt_ids, prompt_mask, config: RLConfig, eos_id, pad_id, seed: int, *,
+    use_cache: bool = True, fixed_length: bool = False,
+):  # fmt: skip
     """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
 
     Returns (responses, mask), each (P·G, T ≤ max_new_tokens); ``mask`` ends at the first EOS.
+    ``fixed_length`` forbids EOS before ``max_new_tokens`` (benchmarks: same work every call);
+    ``use_cache=False`` re-runs the whole prefix for every token (the naive baseline).
     """
     from transformers import GenerationConfig
 
@@ -84,9 +89,10 @@ def sample_responses(model, prompt_ids, prompt_mask, config: RLConfig, eos_id, p
         top_k=0,
         top_p=1.0,
         max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.max_new_tokens if fixed_length else 0,
         pad_token_id=pad_id,
         eos_token_id=eos_id,
-        use_cache=True,
+        use_cache=use_cache,
     )
     ids = prompt_ids.repeat_interleave(config.num_generations, dim=0).to(model.device)
     attn = prompt_mask.repeat_interleave(config.num_generations, dim=0).to(model.device)
@@ -124,25 +130,39 @@ def reference_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temp
         return response_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature)
 
 
-def rl_step(policy, optimizer, tokenizer, prompts, reward_fn: RewardFn, config: RLConfig, step=0):
+def rl_step(
+    policy, optimizer, tokenizer, prompts, reward_fn: RewardFn, config: RLConfig, step: int = 0,
+    *, ref_model=None, **sample_kwargs,
+):  # fmt: skip
     """One update: sample, score, reference log-probs, REINFORCE + KL loss, AdamW step.
 
-    Returns per-step means (reward, exact KL(π‖π_ref) summed over response tokens via the core,
-    k1 and k3 sums, response length in tokens, loss) and the decoded responses.
+    The reference is ``ref_model`` (TRL's name) if given, else ``policy`` with its adapters
+    disabled. ``sample_kwargs`` go to :func:`sample_responses`. Returns per-step means (reward,
+    exact KL(π‖π_ref) summed over response tokens via the core, k1 and k3 sums, response length in
+    tokens, loss) and the decoded responses.
     """
     device = next(policy.parameters()).device
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     )
     ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    seed = config.seed * 100_003 + step
     responses, mask = sample_responses(
-        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, config.seed * 100_003 + step
+        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, seed, **sample_kwargs
     )
     texts = tokenizer.batch_decode(torch.where(mask, responses, pad_id), skip_special_tokens=True)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
     ids = ids.repeat_interleave(config.num_generations, 0)
     attn = attn.repeat_interleave(config.num_generations, 0)
-    ref_logits, ref_logp = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    if ref_model is None:
+        ref_logits, ref_logp = reference_logits(
+            policy, ids, attn, responses, mask, config.temperature
+        )
+    else:
+        with torch.no_grad():
+            ref_logits, ref_logp = response_logits(
+                ref_model, ids, attn, responses, mask, config.temperature
+            )
     policy.train()
     logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature)
     out = rl_loss(
