@@ -4,27 +4,19 @@ The policy is the causal LM with LoRA adapters (``peft``); the reference is the 
 ``disable_adapter()`` and ``torch.no_grad`` (no second copy in memory). Sampling is ``generate``
 with its KV cache and a plain sampler (temperature only: no top-k/top-p, no repetition penalty),
 so that the samples come from the π whose log-probs the loss uses. Prompts are left-padded; the
-response mask drops prompt, padding and everything after a response's first EOS. A finished run's
-history and LoRA weights are cached like the engine's runs (``kl_helpers.results``: one folder per
-run, ``run.json`` written last), so a sweep resumes where it stopped. Introduced in notebook 10.
+response mask drops prompt, padding and everything after a response's first EOS. Cached runs:
+``kl_helpers.rl_runs``. Introduced in notebook 10.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from kl_helpers.experiment import show_progress
 from kl_helpers.regularizer import masked_sum, per_token_divergence
-from kl_helpers.results import FORMAT_VERSION, default_results_dir, is_finished, run_dir
 from kl_helpers.rl import RLConfig, response_mask, rl_loss
 from kl_helpers.runtime import seed_everything
 from kl_helpers.token_kl import token_log_probs
@@ -237,90 +229,26 @@ def train_policy(
     return history
 
 
-@dataclass(frozen=True)
-class RLRun:
-    """A finished (or cached) run: config, cache key, history, LoRA weights, model, wall time."""
-
-    config: RLConfig
-    key: str
-    history: RLHistory
-    adapter: dict[str, torch.Tensor] = field(repr=False)
-    model_name: str
-    wall_time_s: float
-
-
-def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
-    """Write ``run`` atomically (history.csv, adapter.safetensors, run.json last)."""
-    from safetensors.torch import save_file
-
-    final = run_dir(results_dir, run.config, run.key)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with open(tmp / "history.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(("step", *HISTORY_FIELDS))
-        for i in range(len(run.history)):
-            writer.writerow((i, *(repr(getattr(run.history, f)[i]) for f in HISTORY_FIELDS)))
-    save_file({k: v.contiguous() for k, v in run.adapter.items()}, str(tmp / "adapter.safetensors"))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "key": run.key,
-        "config": run.config.to_dict(),
-        "model_name": run.model_name,
-        "wall_time_s": run.wall_time_s,
-        "samples": run.history.samples,
-    }
-    (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
-
-
-def load_rl_run(results_dir: Path | str, config: RLConfig, key: str) -> RLRun:
-    """Read a finished run back (FileNotFoundError if it is not finished)."""
-    from safetensors.torch import load_file
-
-    if not is_finished(results_dir, config, key):
-        raise FileNotFoundError(f"no finished run {config.label}-{key} in {results_dir}")
-    folder = run_dir(results_dir, config, key)
-    meta = json.loads((folder / "run.json").read_text())
-    history = RLHistory(samples=list(meta["samples"]))
-    with open(folder / "history.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            history.append({k: float(row[k]) for k in HISTORY_FIELDS})
-    adapter = load_file(str(folder / "adapter.safetensors"))
-    return RLRun(config, key, history, adapter, meta["model_name"], float(meta["wall_time_s"]))
-
-
-def run_rl(
-    config: RLConfig,
-    model: torch.nn.Module,
-    tokenizer,
-    prompts: Sequence[str],
-    reward_fn: RewardFn,
-    *,
-    model_name: str,
-    reward_name: str,
-    results_dir: Path | str | None = None,
-    progress: bool | None = None,
-) -> RLRun:
-    """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched).
-
-    The cache key covers the config, ``model_name``, ``reward_name`` and the prompts.
-    """
-    import copy
-
-    from peft import get_peft_model_state_dict
-
-    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
-    key = config.key(model_name, reward_name, *prompts)
-    if is_finished(results_dir, config, key):
-        return load_rl_run(results_dir, config, key)
-    start = time.perf_counter()
-    policy = add_lora(copy.deepcopy(model), config)
-    history = train_policy(policy, tokenizer, prompts, reward_fn, config, progress)
-    adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(policy).items()}
-    run = RLRun(config, key, history, adapter, model_name, time.perf_counter() - start)
-    save_rl_run(run, results_dir)
-    return run
+def evaluate_policy(
+    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, seed=0
+) -> dict:
+    """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
+    exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), and the texts."""
+    device = next(policy.parameters()).device
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    responses, mask = sample_responses(
+        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, seed
+    )
+    texts = tokenizer.batch_decode(torch.where(mask, responses, pad_id), skip_special_tokens=True)
+    ids = ids.repeat_interleave(config.num_generations, 0)
+    attn = attn.repeat_interleave(config.num_generations, 0)
+    ref_logits, _ = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    policy.eval()
+    with torch.no_grad():
+        logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
+        kl = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
+    return {"reward": rewards, "kl": kl.cpu(), "length": mask.sum(1).cpu(), "texts": texts}

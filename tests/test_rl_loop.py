@@ -10,12 +10,13 @@ from kl_helpers.rl import RLConfig
 from kl_helpers.rl_loop import (
     add_lora,
     encode_prompts,
+    evaluate_policy,
     reference_logits,
     response_logits,
-    run_rl,
     sample_responses,
     train_policy,
 )
+from kl_helpers.rl_runs import policy_from_run, run_rl
 
 PAD, EOS, BOS, ASSISTANT = 0, 1, 2, 3
 LETTERS = "abcdefghijklmnopqrstuvwxyz ."
@@ -155,6 +156,32 @@ def test_run_rl_caches_history_and_adapter(tmp_path):
     assert (
         run_rl(CONFIG.replace(beta=0.2), model, tok, PROMPTS, a_reward, **kwargs).key != first.key
     )
+
+
+def test_a_cached_adapter_rebuilds_the_trained_policy(tmp_path):
+    model, tok = tiny_llama(), CharTokenizer()
+    kwargs = {"model_name": "tiny", "reward_name": "a", "results_dir": tmp_path, "progress": False}
+    run = run_rl(CONFIG, model, tok, PROMPTS, a_reward, **kwargs)
+    policy = policy_from_run(model, run)
+    trained = add_lora(tiny_llama(), CONFIG)
+    train_policy(trained, tok, PROMPTS, a_reward, CONFIG, progress=False)  # same seed: same run
+    ids, mask = encode_prompts(tok, PROMPTS[:1])
+    responses, resp_mask = torch.tensor([[4, 5, 6]]), torch.ones(1, 3, dtype=torch.bool)
+    with torch.no_grad():
+        want, _ = response_logits(trained.eval(), ids, mask, responses, resp_mask)
+        got, _ = response_logits(policy, ids, mask, responses, resp_mask)
+        base, _ = response_logits(model, ids, mask, responses, resp_mask)
+    torch.testing.assert_close(got, want)
+    assert (got - base).abs().max() > 1e-3
+
+
+def test_evaluate_policy_reports_zero_kl_for_an_untrained_policy():
+    policy, tok = add_lora(tiny_llama(), CONFIG), CharTokenizer()
+    out = evaluate_policy(policy, tok, PROMPTS[:2], a_reward, CONFIG, seed=1)
+    n = 2 * CONFIG.num_generations
+    assert out["reward"].shape == out["kl"].shape == out["length"].shape == (n,)
+    assert len(out["texts"]) == n and out["kl"].abs().max() < 1e-6
+    assert (out["length"] >= 1).all() and (out["length"] <= CONFIG.max_new_tokens).all()
 
 
 def test_k3_placement_and_group_baseline_also_train():
