@@ -190,3 +190,21 @@ def test_k3_placement_and_group_baseline_also_train():
     history = train_policy(policy, CharTokenizer(), PROMPTS, a_reward, config, progress=False)
     assert all(torch.isfinite(torch.tensor(history.loss)))
     assert all(k >= -1e-6 for k in history.kl_k3)  # k3 ≥ 0 for every token
+
+
+def test_samples_come_from_the_distribution_the_loss_scores():
+    """generate's own next-token logits (left-padded prompts, KV cache) = response_logits'."""
+    from transformers import GenerationConfig
+
+    model, tok = tiny_llama(), CharTokenizer()
+    ids, mask = encode_prompts(tok, ["ab", "abcdef"])
+    gen = GenerationConfig(
+        do_sample=True, top_k=0, top_p=1.0, max_new_tokens=5, min_new_tokens=5,
+        pad_token_id=PAD, eos_token_id=EOS, output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gen)
+        responses = out.sequences[:, ids.shape[1] :]
+        logits, _ = response_logits(model, ids, mask, responses, torch.ones_like(responses).bool())
+    torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-4, rtol=1e-4)
