@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval bench clean
+.PHONY: setup run test lint unit nbval bench bench-rl clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,9 @@ test: lint unit nbval
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+
+bench-rl: $(STAMP)
+	$(BIN)/python benchmarks/bench_rl.py
 
 clean:
 	rm -rf $(VENV)

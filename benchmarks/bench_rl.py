@@ -108,7 +108,9 @@ def main() -> None:
     for step in range(1, args.repeats + 1):
         fast_times.append(fast(step))
         naive_times.append(naive(step))
-        print(f"  step {step}: RL {fast_times[-1]:.1f} s, naive {naive_times[-1]:.1f} s")
+        print(
+            f"  step {step}: RL {fast_times[-1]:.1f} s, naive {naive_times[-1]:.1f} s", flush=True
+        )
     f, n = statistics.median(fast_times), statistics.median(naive_times)
     print(f"median RL step    {f:8.2f} s  (LoRA, KV cache, adapter-disabled reference)")
     print(f"median naive step {n:8.2f} s  (full fine-tuning, no KV cache, deep-copied reference)")

