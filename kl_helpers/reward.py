@@ -41,6 +41,11 @@ class RewardModel:
         if self.kind not in REWARD_KINDS:
             raise ValueError(f"kind must be one of {REWARD_KINDS}, got {self.kind!r}")
 
+    @property
+    def label(self) -> str:
+        """Name and output kind, e.g. for ``run_rl(reward_name=...)`` cache keys."""
+        return f"{self.name}/{self.kind}"
+
     def log_probs(self, texts: Sequence[str]) -> torch.Tensor:
         """Class log-probabilities (N, C) of ``texts`` (eval mode, no gradient)."""
         if isinstance(texts, str) or len(texts) == 0:

@@ -63,7 +63,6 @@ class RLConfig:
     lora_alpha: int = 16  # LoRA scale α (update = α/r · BA)
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")  # modules that get adapters
     seed: int = 0  # LoRA init, prompt order and sampling
-    reward_kind: str = "prob"  # reward model output: "prob" of positive | "logit"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.beta) or self.beta < 0:
@@ -83,8 +82,6 @@ class RLConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature <= 0 or self.lr <= 0 or self.max_grad_norm <= 0:
             raise ValueError("temperature, lr and max_grad_norm must be > 0")
-        if self.reward_kind not in ("prob", "logit"):
-            raise ValueError(f"reward_kind must be 'prob' or 'logit', got {self.reward_kind!r}")
 
     @property
     def batch_size(self) -> int:

@@ -35,6 +35,7 @@ def test_logit_reward_is_the_log_odds_of_positive(reward):
     p = reward(TEXTS).double()
     logit = reward.with_kind("logit")(TEXTS)
     torch.testing.assert_close(logit, torch.log(p / (1 - p)).float(), atol=1e-5, rtol=1e-5)
+    assert reward.label == "tiny/prob" and reward.with_kind("logit").label == "tiny/logit"
 
 
 def test_a_text_scores_the_same_alone_and_in_a_batch(reward):
