@@ -1,10 +1,13 @@
 """A reward model for RLHF that is good but not perfect: the series' sentiment classifier.
 
-The bundled encoder fine-tuned by the engine on the 600 training drug reviews (notebook 08's
-``retention.trained_reference``: cached weights in the results folder) scores a decoded response;
-the reward is its probability of "positive" (in [0, 1]) or that class's log-odds
-log p₊ − log(1 − p₊) (nats). A second model trained with another seed or data plays the "gold"
-reward. Introduced in notebook 10.
+The bundled encoder fine-tuned by the engine (cached with its weights in the results folder, via
+notebook 08's ``retention.trained_reference``) scores a decoded response; the reward is its
+probability of "positive" (in [0, 1]) or that class's log-odds log p₊ − log(1 − p₊) (nats).
+Recipes: ``"sentiment"``, notebook 07's generated template sentences with its 12-epoch recipe
+(adjective-driven, so it can be gamed); ``"reviews"``, the 600 training drug reviews with notebook
+08's reference recipe (2 epochs at 1e-4), which we measured to predict the majority class only
+(test accuracy 0.654 = the share of positive reviews): it needs more training before it can be
+a "gold" reward. Introduced in notebook 10.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from kl_helpers.reference import predict_logits
 
 REWARD_KINDS: tuple[str, ...] = ("prob", "logit")
 POSITIVE = LABEL_NAMES.index("positive")
-# The engine's reference recipe of notebook 08 (2 epochs on the reviews, 64 tokens).
-REWARD_CONFIG = ExperimentConfig(lr=1e-4, batch_size=16, epochs=2, max_length=64, seed=0)
+RECIPES: dict[str, ExperimentConfig] = {
+    "sentiment": ExperimentConfig(lr=1e-4, batch_size=32, max_length=32, epochs=12),  # nb 07
+    "reviews": ExperimentConfig(lr=1e-4, batch_size=16, epochs=2, max_length=64),  # nb 08
+}
 
 
 @dataclass(frozen=True)
@@ -70,19 +75,31 @@ class RewardModel:
         )
 
 
+def recipe_data(recipe: str):
+    """The engine's training data of a recipe: notebook 07's full generated set or the reviews."""
+    if recipe == "sentiment":
+        from kl_helpers.beta_sweep import PLANS, sweep_data
+
+        return sweep_data(PLANS["full"].data).text_data
+    if recipe == "reviews":
+        from kl_helpers.reviews import review_data
+
+        return review_data()
+    raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+
+
 def train_reward_model(
-    config: ExperimentConfig = REWARD_CONFIG,
-    data=None,
+    recipe: str = "sentiment",
+    config: ExperimentConfig | None = None,
     results_dir: Path | str | None = None,
     kind: str = "prob",
 ) -> RewardModel:
-    """The engine's classifier fine-tuned on ``data`` (default: the training drug reviews),
-    trained once and cached with its weights (``retention.trained_reference``)."""
+    """The engine's classifier fine-tuned on ``recipe``'s data (``config`` overrides its
+    settings), trained once and cached with its weights (``retention.trained_reference``)."""
     from kl_helpers.retention import trained_reference
-    from kl_helpers.reviews import review_data
 
-    data = review_data() if data is None else data
+    data = recipe_data(recipe)
+    config = RECIPES[recipe] if config is None else config
     ref = trained_reference(config, data, results_dir)
-    return RewardModel(
-        ref.model, ref.tokenizer, f"reward:{ref.name}", kind, POSITIVE, config.max_length
-    )
+    name = f"reward-{recipe}:{ref.name}"
+    return RewardModel(ref.model, ref.tokenizer, name, kind, POSITIVE, config.max_length)

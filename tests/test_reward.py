@@ -7,7 +7,7 @@ import torch
 
 from kl_helpers import models
 from kl_helpers.data import LABEL_NAMES
-from kl_helpers.reward import POSITIVE, RewardModel
+from kl_helpers.reward import POSITIVE, RECIPES, RewardModel, recipe_data, train_reward_model
 
 TEXTS = ["It worked great, no side effects.", "Terrible headaches.", "", "ok"]
 
@@ -51,3 +51,23 @@ def test_bad_input_raises(reward):
         reward("a single string")
     with pytest.raises(ValueError, match="kind"):
         reward.with_kind("margin")
+
+
+def test_unknown_recipe_raises():
+    with pytest.raises(ValueError, match="recipe"):
+        recipe_data("tweets")
+
+
+def test_trained_reward_model_is_cached_with_its_weights(tmp_path, monkeypatch):
+    from kl_helpers import reward as reward_module
+    from kl_helpers.training import TextData
+
+    texts = ("great pill", "awful pill", "a pill", "lovely", "horrible", "fine") * 2
+    small = TextData(texts[:6], (0, 1, 2, 0, 1, 2), texts[6:], (0, 1, 2, 0, 1, 2), LABEL_NAMES)
+    monkeypatch.setattr(reward_module, "recipe_data", lambda recipe: small)  # seconds, not minutes
+    config = RECIPES["sentiment"].replace(epochs=1, max_length=8)
+    first = train_reward_model("sentiment", config, results_dir=tmp_path)
+    second = train_reward_model("sentiment", config, results_dir=tmp_path, kind="logit")
+    assert len(list(tmp_path.glob("*/model.safetensors"))) == 1  # trained once
+    assert first.name == second.name and first.name.startswith("reward-sentiment:")
+    torch.testing.assert_close(second.with_kind("prob")(TEXTS), first(TEXTS))
