@@ -197,3 +197,24 @@ def rl_loss(
     if kl_estimator == "k3_loss" and beta > 0:
         loss = loss + beta * k3.mean()
     return RLLoss(loss, advantages, shaped.detach(), k1, k3.detach())
+
+
+def best_of_n_kl_bound(n: int) -> float:
+    """log n − (n − 1)/n: the KL(π_BoN‖π_ref) of Best-of-N sampling when rewards do not tie
+    (Beirami et al. 2024 show it is an upper bound); nats. 0 for n = 1."""
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    return math.log(n) - (n - 1) / n
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct word n-grams / all word n-grams over ``texts`` (1 = no repetition); 0 if none."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams = [
+        tuple(words[i : i + n])
+        for t in texts
+        for words in [t.split()]
+        for i in range(len(words) - n + 1)
+    ]
+    return len(set(grams)) / len(grams) if grams else 0.0

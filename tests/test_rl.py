@@ -14,6 +14,8 @@ import torch
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rl import (
     RLConfig,
+    best_of_n_kl_bound,
+    distinct_n,
     group_advantages,
     response_mask,
     rl_loss,
@@ -235,3 +237,29 @@ def test_k3_in_loss_gives_the_forward_kl_gradient_at_sampled_prefixes(enumerated
     k3_kl = _pair_expectation_grad(policy, ref, seqs, zero, "k3_loss")
     reverse_kl = -_flat_grad(-BETA * sequence_kl(seq_logp, ref_logp.sum(1)), policy)
     assert (k3_kl - reverse_kl).norm() > 0.2 * reverse_kl.norm()
+
+
+# --- Best-of-N and repetition ------------------------------------------------------------------
+
+
+def test_best_of_n_bound_matches_the_exact_kl_of_best_of_n_without_ties():
+    # Without ties BoN picks the response ranked k of m with probability (k/m)^n − ((k−1)/m)^n
+    # when π_ref is uniform over m responses; as m grows its KL tends to log n − (n−1)/n.
+    m = 20_000
+    for n in (1, 2, 4, 16):
+        k = torch.arange(1, m + 1, dtype=torch.float64)
+        p = (k / m) ** n - ((k - 1) / m) ** n
+        exact = float((p * torch.log(p * m)).sum())
+        assert exact <= best_of_n_kl_bound(n) + 1e-9
+        assert exact == pytest.approx(best_of_n_kl_bound(n), abs=1e-3)
+    assert best_of_n_kl_bound(1) == 0.0
+    with pytest.raises(ValueError):
+        best_of_n_kl_bound(0)
+
+
+def test_distinct_n_counts_repeated_ngrams():
+    assert distinct_n(["a b c d"], 2) == 1.0
+    assert distinct_n(["good good good good"], 2) == pytest.approx(1 / 3)
+    assert distinct_n(["a b", "a b"], 2) == 0.5 and distinct_n(["one"], 2) == 0.0
+    with pytest.raises(ValueError):
+        distinct_n(["a"], 0)
