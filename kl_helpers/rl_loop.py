@@ -116,6 +116,20 @@ def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temper
     return logits, token_log_probs(logits, responses, resp_mask)
 
 
+def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
+    """Sample ``num_generations`` responses per prompt and decode them: (ids, attention mask) of
+    the prompts repeated per response, (responses, response mask) and the texts."""
+    device = next(policy.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = eos if pad is None else pad
+    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    responses, mask = sample_responses(policy, ids, attn, config, eos, pad, seed, **sample_kw)
+    texts = tokenizer.batch_decode(torch.where(mask, responses, pad), skip_special_tokens=True)
+    ids = ids.repeat_interleave(config.num_generations, 0)
+    attn = attn.repeat_interleave(config.num_generations, 0)
+    return ids, attn, responses, mask, texts
+
+
 def reference_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
     """:func:`response_logits` of π_ref: the same network with its LoRA adapters disabled."""
     with torch.no_grad(), policy.disable_adapter():
@@ -124,28 +138,21 @@ def reference_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temp
 
 def rl_step(
     policy, optimizer, tokenizer, prompts, reward_fn: RewardFn, config: RLConfig, step: int = 0,
-    *, ref_model=None, **sample_kwargs,
+    *, ref_model=None, **sample_kw,
 ):  # fmt: skip
     """One update: sample, score, reference log-probs, REINFORCE + KL loss, AdamW step.
 
     The reference is ``ref_model`` (TRL's name) if given, else ``policy`` with its adapters
-    disabled. ``sample_kwargs`` go to :func:`sample_responses`. Returns per-step means (reward,
+    disabled. ``sample_kw`` go to :func:`sample_responses`. Returns per-step means (reward,
     exact KL(π‖π_ref) summed over response tokens via the core, k1 and k3 sums, response length in
     tokens, loss) and the decoded responses.
     """
     device = next(policy.parameters()).device
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
     seed = config.seed * 100_003 + step
-    responses, mask = sample_responses(
-        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, seed, **sample_kwargs
+    ids, attn, responses, mask, texts = rollout(
+        policy, tokenizer, prompts, config, seed, **sample_kw
     )
-    texts = tokenizer.batch_decode(torch.where(mask, responses, pad_id), skip_special_tokens=True)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
-    ids = ids.repeat_interleave(config.num_generations, 0)
-    attn = attn.repeat_interleave(config.num_generations, 0)
     if ref_model is None:
         ref_logits, ref_logp = reference_logits(
             policy, ids, attn, responses, mask, config.temperature
@@ -234,17 +241,7 @@ def evaluate_policy(
 ) -> dict:
     """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
     exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), and the texts."""
-    device = next(policy.parameters()).device
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
-    responses, mask = sample_responses(
-        policy, ids, attn, config, tokenizer.eos_token_id, pad_id, seed
-    )
-    texts = tokenizer.batch_decode(torch.where(mask, responses, pad_id), skip_special_tokens=True)
-    ids = ids.repeat_interleave(config.num_generations, 0)
-    attn = attn.repeat_interleave(config.num_generations, 0)
+    ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
     ref_logits, _ = reference_logits(policy, ids, attn, responses, mask, config.temperature)
     policy.eval()
     with torch.no_grad():
