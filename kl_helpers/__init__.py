@@ -5,9 +5,16 @@ Modules by topic (and the notebook that introduces them):
 - ``divergences`` KL, entropy, cross-entropy (01); ``gaussian`` closed forms (02)
 - ``mixtures`` forward vs reverse KL fits (03); ``fdivergences``, ``bregman`` the family (04)
 - ``losses`` the article's SFT losses; ``rlhf``, ``variational`` KL in optimisation (05)
-- ``config``, ``training``, ``results``, ``data`` the fast experiment engine and its cache (06)
+- ``regularizer`` the one regulariser core: forward / reverse KL and JS from logits, per class or
+  per token with masks, ``masked_mean`` / ``masked_sum`` (06; used by 06-09 and the RL loop)
+- ``reference`` the one frozen-reference maker (copy, eval, no grad, dropout off; a PEFT policy's
+  adapter-disabled base) and reference logits computed once (06)
+- the engine (06): ``config``, ``encoding`` (texts, replay texts, padding), ``precision``
+  (autocast, AdamW choice), ``training`` (loss, step, loop; re-exports the notebook names),
+  ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
-- ``trainer`` the regulariser as a ``transformers.Trainer`` (08)
+- ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
+  detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08)
 - ``rl`` (config, baselines, KL placement), ``rl_loop`` (LoRA policy, sampling, step, loop),
   ``rl_runs`` (cached runs), ``reward`` (the classifier as a reward): RLHF with a KL penalty (10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

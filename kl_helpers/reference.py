@@ -66,8 +66,13 @@ def reference_view(
         return
     if not is_peft_model(policy):
         raise ValueError("no reference model: pass one, or use a PEFT policy (adapters disabled)")
-    with policy.disable_adapter():
-        yield policy
+    was_training = policy.training
+    policy.eval()  # a reference runs in eval mode: no dropout
+    try:
+        with policy.disable_adapter():
+            yield policy
+    finally:
+        policy.train(was_training)
 
 
 def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:

@@ -129,3 +129,14 @@ def test_default_results_dir_honours_env(monkeypatch, tmp_path):
     assert default_results_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("KL_RESULTS")
     assert default_results_dir().name == "results"
+
+
+def test_js_run_round_trip_keeps_its_divergence_term(tmp_path, data, tiny, tokenizer):
+    config = FAST.replace(method="js", beta=0.5, js_weight=0.3)
+    (result,) = sweep([config], data, tiny, tokenizer, tmp_path)
+    h = result.history
+    assert result.config.label == "js_b0.5" and len(h.kl_js) == len(h.task)
+    assert h.kl == h.kl_js and h.kl_js != h.kl_forward
+    assert h.total == [t + 0.5 * k for t, k in zip(h.task, h.kl_js, strict=True)]
+    loaded = load_run(tmp_path, result.config, result.key)
+    assert loaded.history.kl_js == h.kl_js and loaded.history.total == h.total

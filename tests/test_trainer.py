@@ -23,14 +23,12 @@ from transformers import DataCollatorWithPadding, TrainerCallback, default_data_
 from kl_helpers.data import article_split
 from kl_helpers.losses import calculate_fkl_loss, calculate_rkl_loss
 from kl_helpers.models import build_tiny_bert, load_classifier, load_tokenizer, resolve_model
+from kl_helpers.regularizer import DIRECTIONS, generalised_js_from_logits, regularised_terms
 from kl_helpers.trainer import (
-    DIVERGENCES,
     KLTrainer,
     KLTrainingArguments,
     add_reference_logits,
     disable_dropout,
-    generalised_js_from_logits,
-    kl_regularised_terms,
     main,
     tokenize_dataset,
 )
@@ -101,12 +99,12 @@ def train_logs(trainer: KLTrainer) -> list[dict]:
 # ----------------------------------------------------------------------------- pure functions
 
 
-@pytest.mark.parametrize("kind", sorted(DIVERGENCES))
+@pytest.mark.parametrize("kind", DIRECTIONS)
 def test_classification_terms_match_naive_sums(kind):
     gen = torch.Generator().manual_seed(1)
     policy, ref = torch.randn(5, 3, generator=gen) * 3, torch.randn(5, 3, generator=gen) * 3
     labels = torch.tensor([0, 2, 1, 1, 0])
-    task, div = kl_regularised_terms(policy, ref, labels, kind, js_weight=0.3)
+    task, div = regularised_terms(policy, ref, labels, kind, js_weight=0.3)
     want_div = sum(naive_divergence(policy[i], ref[i], kind, 0.3) for i in range(5)) / 5
     want_task = sum(naive_cross_entropy(policy[i], int(labels[i])) for i in range(5)) / 5
     torch.testing.assert_close(div.double(), torch.tensor(want_div, dtype=torch.float64))
@@ -117,8 +115,8 @@ def test_forward_and_reverse_are_the_article_losses():
     gen = torch.Generator().manual_seed(2)
     policy, ref = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
     labels = torch.tensor([0, 1, 2, 0])
-    _, fkl = kl_regularised_terms(policy, ref, labels, "forward")
-    _, rkl = kl_regularised_terms(policy, ref, labels, "reverse")
+    _, fkl = regularised_terms(policy, ref, labels, "forward")
+    _, rkl = regularised_terms(policy, ref, labels, "reverse")
     torch.testing.assert_close(fkl, calculate_fkl_loss(policy, ref))
     torch.testing.assert_close(rkl, calculate_rkl_loss(policy, ref))
     assert not torch.allclose(fkl, rkl)  # the direction matters on these logits
@@ -145,7 +143,7 @@ def test_generalised_js_properties():
     )
 
 
-@pytest.mark.parametrize("kind", sorted(DIVERGENCES))
+@pytest.mark.parametrize("kind", DIRECTIONS)
 def test_neg_inf_and_huge_logits_give_no_nan(kind):
     inf = math.inf
     # Row 0: a class masked (-inf) in both; row 1: ±1e4 logits; row 2: ordinary.
@@ -153,7 +151,7 @@ def test_neg_inf_and_huge_logits_give_no_nan(kind):
         [[0.0, -inf, 1.0], [1e4, -1e4, 0.0], [2.0, 0.5, -1.0]], requires_grad=True
     )
     ref = torch.tensor([[1.0, -inf, 0.0], [-1e4, 1e4, 0.0], [0.0, 1.0, 3.0]])
-    _, div = kl_regularised_terms(policy, ref, torch.tensor([0, 1, 0]), kind)
+    _, div = regularised_terms(policy, ref, torch.tensor([0, 1, 0]), kind)
     div.backward()
     assert torch.isfinite(div) and div > 0 and torch.isfinite(policy.grad).all()
 
@@ -161,26 +159,28 @@ def test_neg_inf_and_huge_logits_give_no_nan(kind):
 def test_one_sided_mask_is_inf_for_kl_but_finite_for_js():
     policy = torch.tensor([[0.0, -math.inf, 1.0]], requires_grad=True)
     ref = torch.tensor([[0.0, 0.0, 1.0]])  # the reference puts mass where the policy has none
-    assert torch.isposinf(kl_regularised_terms(policy, ref, torch.tensor([0]), "forward")[1])
-    _, js = kl_regularised_terms(policy, ref, torch.tensor([0]), "js", js_weight=0.5)
+    assert torch.isposinf(regularised_terms(policy, ref, torch.tensor([0]), "forward")[1])
+    _, js = regularised_terms(policy, ref, torch.tensor([0]), "js", js_weight=0.5)
     js.backward()
     assert torch.isfinite(js) and js <= math.log(2) and torch.isfinite(policy.grad).all()
 
 
 def test_bad_inputs_raise(tmp_path):
     logits = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="unknown divergence"):
-        kl_regularised_terms(logits, logits, torch.tensor([0, 1]), "hellinger")
+    with pytest.raises(ValueError, match="direction must be one of"):
+        regularised_terms(logits, logits, torch.tensor([0, 1]), "hellinger")
     with pytest.raises(ValueError, match=r"\(0, 1\)"):
         generalised_js_from_logits(logits, logits, 1.0)
     with pytest.raises(ValueError, match="do not match"):
-        kl_regularised_terms(logits, torch.zeros(2, 4), torch.tensor([0, 1]))
+        regularised_terms(logits, torch.zeros(2, 4), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="token-level"):
-        kl_regularised_terms(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3), torch.zeros(2, 5).long())
+        regularised_terms(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3), torch.zeros(2, 5).long())
     with pytest.raises(ValueError, match="beta"):
         train_args(tmp_path, beta=-1.0)
     with pytest.raises(ValueError, match="js_weight"):
-        train_args(tmp_path, divergence="js", js_weight=0.0)
+        train_args(tmp_path, divergence="js", js_weight=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        train_args(tmp_path, temperature=0.0)
 
 
 # ----------------------------------------------------------------------------- token level
@@ -226,7 +226,7 @@ def naive_token_terms(policy, ref, labels, kind, pi=0.5) -> tuple[float, float, 
     return task / count, div / count, count
 
 
-@pytest.mark.parametrize("kind", sorted(DIVERGENCES))
+@pytest.mark.parametrize("kind", DIRECTIONS)
 def test_token_level_masks_padding_and_shifts(kind):
     batch = padded_lm_batch()
     labels = batch["labels"]
@@ -241,7 +241,7 @@ def test_token_level_masks_padding_and_shifts(kind):
     pad = (batch["attention_mask"] == 0).unsqueeze(-1)
     policy = policy.masked_fill(pad, -math.inf)
     ref = ref.masked_fill(pad, -math.inf)
-    task, div = kl_regularised_terms(policy, ref, labels, kind, 0.5, shift=True)
+    task, div = regularised_terms(policy, ref, labels, kind, js_weight=0.5, shift=True)
     want_task, want_div, count = naive_token_terms(policy.detach(), ref, labels, kind)
     assert count == 4 + 2  # row 0: targets at t+1 = 2..5; row 1: t+1 = 1, 2; row 2: none
     torch.testing.assert_close(task.double(), torch.tensor(want_task, dtype=torch.float64))
@@ -253,7 +253,7 @@ def test_token_level_masks_padding_and_shifts(kind):
 def test_token_level_without_valid_tokens_is_zero_not_nan():
     logits = torch.randn(2, 4, 7, requires_grad=True)
     labels = torch.full((2, 4), -100)
-    task, div = kl_regularised_terms(logits, logits.detach() + 1, labels, "reverse", shift=True)
+    task, div = regularised_terms(logits, logits.detach() + 1, labels, "reverse", shift=True)
     (task + div).backward()
     assert task.item() == 0.0 and div.item() == 0.0 and torch.isfinite(logits.grad).all()
 
