@@ -21,7 +21,6 @@ after one warm-up each, so a change in machine load hits both; the load average 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import time
@@ -29,6 +28,7 @@ import time
 import torch
 
 from kl_helpers import llm, models
+from kl_helpers.reference import make_reference
 from kl_helpers.reward import RewardModel
 from kl_helpers.rl import RLConfig
 from kl_helpers.rl_loop import add_lora, rl_step
@@ -79,7 +79,7 @@ def main() -> None:
     policy = add_lora(llm.load_causal_lm(choice, device), config)
     lora_opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
     full = llm.load_causal_lm(choice, device).requires_grad_(True)
-    reference = copy.deepcopy(full).requires_grad_(False).eval()
+    reference = make_reference(full)  # a deep copy: eval mode, no grad, dropout off
     full_opt = torch.optim.AdamW(full.parameters(), lr=config.lr)
     n_lora = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     n_full = sum(p.numel() for p in full.parameters())

@@ -1,11 +1,11 @@
 """RLHF with a KL penalty, the model-facing parts: LoRA policy, sampling, log-probs, step, loop.
 
 The policy is the causal LM with LoRA adapters (``peft``); the reference is the same network under
-``disable_adapter()`` and ``torch.no_grad`` (no second copy in memory). Sampling is ``generate``
-with its KV cache and a plain sampler (temperature only: no top-k/top-p, no repetition penalty),
-so that the samples come from the π whose log-probs the loss uses. Prompts are left-padded; the
-response mask drops prompt, padding and everything after a response's first EOS. Cached runs:
-``kl_helpers.rl_runs``. Introduced in notebook 10.
+``disable_adapter()`` and ``torch.no_grad`` (``reference.reference_view``: no second copy).
+Sampling is ``generate`` with its KV cache and a plain sampler (temperature only: no top-k/top-p,
+no repetition penalty), so that the samples come from the π whose log-probs the loss uses.
+Prompts are left-padded; the response mask drops prompt, padding and everything after a
+response's first EOS. Cached runs: ``kl_helpers.rl_runs``. Introduced in notebook 10.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kl_helpers.experiment import show_progress
+from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rl import RLConfig, response_mask, rl_loss
 from kl_helpers.runtime import seed_everything
@@ -130,10 +131,13 @@ def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: i
     return ids, attn, responses, mask, texts
 
 
-def reference_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
-    """:func:`response_logits` of π_ref: the same network with its LoRA adapters disabled."""
-    with torch.no_grad(), policy.disable_adapter():
-        return response_logits(policy, prompt_ids, prompt_mask, responses, resp_mask, temperature)
+def reference_logits(
+    policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0, ref_model=None
+):
+    """:func:`response_logits` of π_ref, no gradient: ``ref_model`` if given, else the same
+    network with its LoRA adapters disabled (``reference.reference_view``, eval mode)."""
+    with torch.no_grad(), reference_view(policy, ref_model) as ref:
+        return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
 
 
 def rl_step(
@@ -153,15 +157,9 @@ def rl_step(
         policy, tokenizer, prompts, config, seed, **sample_kw
     )
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
-    if ref_model is None:
-        ref_logits, ref_logp = reference_logits(
-            policy, ids, attn, responses, mask, config.temperature
-        )
-    else:
-        with torch.no_grad():
-            ref_logits, ref_logp = response_logits(
-                ref_model, ids, attn, responses, mask, config.temperature
-            )
+    ref_logits, ref_logp = reference_logits(
+        policy, ids, attn, responses, mask, config.temperature, ref_model
+    )
     policy.train()
     logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature)
     out = rl_loss(
