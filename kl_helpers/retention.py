@@ -36,6 +36,7 @@ from kl_helpers.training import TextData, article_data
 FORWARD, REVERSE = "forward", "reverse"  # the engine's method names (kl_helpers.regularizer)
 KL_METHODS: tuple[str, ...] = (FORWARD, REVERSE)
 WEIGHTS_FILE = "model.safetensors"  # the trained reference's weights, inside its run folder
+TRUNCATION_SIDE = "left"  # long reviews keep their last tokens, where the verdict usually is
 SWAP_POSITIVE_NEGATIVE: dict[int, int] = {0: 1, 1: 0, 2: 2}  # the "flipped" task's convention
 
 
@@ -79,27 +80,31 @@ class RetentionPlan:
         )
 
 
-# Reviews are cut to 64 tokens (most carry their verdict early; 128 doubles every evaluation).
-_REFERENCE = ExperimentConfig(lr=1e-4, batch_size=16, epochs=2, max_length=64, seed=0)
-_TASK = ExperimentConfig(max_length=64)  # the article's lr 1e-4, batch 8, 100 epochs
+# Reviews are cut to their last 32 tokens (the verdict; each doubling of the length doubles the
+# cost of every evaluation on a CPU). At lr 1e-4 and 2 epochs the encoder learned only the class
+# prior (always "positive"), hence the larger learning rate and a third epoch.
+_REFERENCE = ExperimentConfig(lr=2e-4, batch_size=16, epochs=3, max_length=32, seed=0)
+_TASK = ExperimentConfig(max_length=32)  # the article's lr 1e-4, batch 8, 100 epochs
 PLANS: dict[str, RetentionPlan] = {
     "full": RetentionPlan(
         mode="full",
         reference=_REFERENCE,
         task=_TASK,
         tasks=("article", "flipped"),
-        betas=(0.1, 0.5, 0.9, 3.0),
+        betas=(0.3, 3.0),  # one β of the article's grid and one beyond it (the edit cell adds)
         seeds=(0, 1, 2),
-        replay_betas=(0.1, 0.9, 3.0),
+        replay_betas=(3.0,),
+        replay_batch_size=4,
     ),
     "quick": RetentionPlan(
         mode="quick",
-        reference=_REFERENCE.replace(epochs=1, max_length=32),
-        task=_TASK.replace(epochs=20, max_length=32),
+        reference=_REFERENCE.replace(epochs=1),
+        task=_TASK.replace(epochs=20),
         tasks=("article", "flipped"),
-        betas=(0.9,),
-        seeds=(0, 1),
-        replay_betas=(0.9,),
+        betas=(3.0,),
+        seeds=(0,),
+        replay_betas=(3.0,),
+        replay_batch_size=4,
     ),
 }
 
@@ -151,8 +156,10 @@ def trained_reference(
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
     choice = models.resolve_model(config.model)
     tokenizer = models.load_tokenizer(choice)
+    tokenizer.truncation_side = TRUNCATION_SIDE
+    name = f"{choice.name}|truncate-{TRUNCATION_SIDE}"  # in the cache key
     model = models.load_classifier(choice, data.num_labels, seed=config.seed)
-    full = resolved(config, choice.name, resolve_device(config))
+    full = resolved(config, name, resolve_device(config))
     key = full.key(data.fingerprint())
     weights = run_dir(results_dir, full, key) / WEIGHTS_FILE
     if is_finished(results_dir, full, key) and weights.is_file():
@@ -164,13 +171,13 @@ def trained_reference(
             kept.update({k: v.detach().cpu().clone() for k, v in trained.state_dict().items()})
 
         run = run_experiment(
-            full, data, model=model, tokenizer=tokenizer, model_name=choice.name, on_trained=keep
+            full, data, model=model, tokenizer=tokenizer, model_name=name, on_trained=keep
         )
         model.load_state_dict(kept)
         save_run(run, results_dir)
         save_model(model, str(weights))
     load_model(model, str(weights))
-    return Reference(model.eval(), tokenizer, run, f"{choice.name}+reviews-{run.key}")
+    return Reference(model.eval(), tokenizer, run, f"{name}+reviews-{run.key}")
 
 
 def run_task(

@@ -1,0 +1,117 @@
+"""kl_helpers.retention: the plan, the tasks, the cached reference weights, retention metrics."""
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from kl_helpers import retention
+from kl_helpers.config import ARTICLE_BETAS, ExperimentConfig
+from kl_helpers.training import TextData
+
+HELD_OUT = TextData(
+    train_texts=("great drug", "awful side effects", "it was fine", "works well"),
+    train_labels=(0, 1, 2, 0),
+    test_texts=("really helped me", "made me sick", "no change at all"),
+    test_labels=(0, 1, 2),
+    label_names=("positive", "negative", "neutral"),
+)
+TINY = ExperimentConfig(model="minilm", epochs=1, max_length=16, batch_size=4)
+
+
+def test_full_plan_covers_the_issue():
+    plan = retention.PLANS["full"]
+    assert len(plan.seeds) >= 3
+    assert any(b in ARTICLE_BETAS for b in plan.betas) and max(plan.betas) > 1
+    assert (plan.task.lr, plan.task.batch_size, plan.task.epochs) == (1e-4, 8, 100)
+    configs = plan.configs("flipped")
+    assert len(configs) == len(plan.seeds) * (1 + 2 * len(plan.betas))
+    assert {c.method for c in configs} == {"sft", *retention.KL_METHODS}
+    assert plan.n_runs() > len(configs)
+
+
+def test_quick_plan_is_smaller_and_chosen_by_the_switch():
+    full, quick = retention.PLANS["full"], retention.PLANS["quick"]
+    assert quick.n_runs() < full.n_runs() and quick.task.epochs < full.task.epochs
+    assert retention.retention_plan(quick=True) is quick
+    assert retention.retention_plan(quick=False) is full
+
+
+def test_tasks_keep_the_sentences_and_flip_only_positive_and_negative():
+    article = retention.task_data("article", HELD_OUT)
+    flipped = retention.task_data("flipped", HELD_OUT)
+    assert article.train_texts == flipped.train_texts and len(article.train_texts) == 7
+    assert article.test_texts == HELD_OUT.test_texts
+    swap = {0: 1, 1: 0, 2: 2}
+    assert flipped.train_labels == tuple(swap[y] for y in article.train_labels)
+    with pytest.raises(ValueError, match="task must be"):
+        retention.task_data("nonsense", HELD_OUT)
+
+
+def test_macro_f1_matches_a_hand_computation():
+    probs = torch.eye(3, dtype=torch.float64)[[0, 0, 1, 2, 2, 0]]
+    labels = [0, 1, 1, 2, 0, 0]
+    # class 0: tp 2, predicted 3, true 3 -> 4/6; class 1: tp 1, 1, 2 -> 2/3; class 2: 1, 2, 1
+    expected = (4 / 6 + 2 / 3 + 2 / 3) / 3
+    assert math.isclose(retention.macro_f1(probs, labels, 3), expected)
+    assert retention.macro_f1(torch.eye(3)[[0, 0]], [0, 0], 3) == pytest.approx(1 / 3)
+
+
+def test_value_at_fit_interpolates_and_refuses_to_extrapolate():
+    curve = pd.DataFrame({"fit_nll": [0.1, 0.5, 1.0], "accuracy": [0.5, 0.7, 0.8]})
+    assert retention.value_at_fit(curve, 0.3) == pytest.approx(0.6)
+    assert math.isnan(retention.value_at_fit(curve, 2.0))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("retention")
+
+
+def test_reference_weights_are_kept_and_reloaded(cache):
+    tmp_path = cache
+    first = retention.trained_reference(TINY, HELD_OUT, tmp_path)
+    folders = list(tmp_path.iterdir())
+    assert len(folders) == 1 and (folders[0] / retention.WEIGHTS_FILE).is_file()
+    assert first.run.key in first.name
+    second = retention.trained_reference(TINY, HELD_OUT, tmp_path)  # loads, does not retrain
+    assert second.run.wall_time_s == first.run.wall_time_s
+    for (k, a), b in zip(
+        first.model.state_dict().items(), second.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=k)
+    # the loaded weights are the trained ones: they reproduce the run's saved probabilities
+    from kl_helpers.training import encode, predict_logits
+
+    enc = encode(second.tokenizer, HELD_OUT.test_texts, HELD_OUT.test_labels, TINY.max_length)
+    probs = torch.softmax(predict_logits(second.model, enc).double(), -1)
+    torch.testing.assert_close(probs, second.run.prob("final", "test"), atol=1e-5, rtol=0)
+    assert not torch.allclose(second.run.prob("final", "test"), second.run.prob("start", "test"))
+
+
+def test_run_task_and_table_with_replay(cache):
+    reference = retention.trained_reference(TINY, HELD_OUT, cache)  # read back from the cache
+    plan = dataclasses.replace(
+        retention.PLANS["quick"],
+        task=TINY.replace(epochs=2, batch_size=8),
+        tasks=("flipped",),
+        betas=(1.0,),
+        seeds=(0,),
+        replay_betas=(1.0,),
+        replay_batch_size=2,
+    )
+    runs = retention.run_task(plan, "flipped", reference, HELD_OUT, HELD_OUT.train_texts, cache)
+    assert len(runs) == plan.n_runs() == 5
+    table = retention.retention_table({"flipped": runs})
+    assert sorted(table["kl_on"].unique()) == ["none", "replay", "task"]
+    assert set(table.columns) >= {"fit_nll", "accuracy", "macro_f1", "nll", "kl_to_ref"}
+    assert (table["kl_to_ref"] >= 0).all()
+    summary = retention.summarise(table)
+    assert {"accuracy_min", "accuracy_max"} <= set(summary.columns)
+    # every step-2 run starts from the reference: its start probabilities are the reference's
+    for run in runs:
+        torch.testing.assert_close(
+            run.prob("reference", "test"), reference.run.prob("final", "test"), atol=1e-5, rtol=0
+        )
