@@ -40,13 +40,13 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# nbval re-executes every notebook against its saved outputs: on the model those outputs came
-# from (the bundled MiniLM, even where the Hub answers), notebook 07 in quick mode, and a fresh
+# nbval re-executes every notebook against its saved outputs: on the models those outputs came
+# from (the bundled MiniLM and SmolLM2 GGUF, even where the Hub answers), 07 and 09 in quick mode, and a fresh
 # results folder so that every run really trains instead of reading a local cache.
 NBVAL_RESULTS := $(CURDIR)/build/nbval-results
 nbval: $(STAMP)
 	rm -rf $(NBVAL_RESULTS)
-	KL_MODEL=minilm KL_QUICK=1 KL_NO_PROGRESS=1 KL_RESULTS=$(NBVAL_RESULTS) \
+	KL_MODEL=minilm KL_LLM=bundled KL_QUICK=1 KL_NO_PROGRESS=1 KL_RESULTS=$(NBVAL_RESULTS) \
 		$(BIN)/python -m pytest -q --nbval --nbval-current-env $(NOTEBOOKS) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800
 

@@ -17,6 +17,8 @@ Modules by topic (and the notebook that introduces them):
   what a fine-tuned reference knew (08_forgetting)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (08_trainer)
+- ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
+  ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
 - ``rl`` (config, baselines, KL placement), ``rl_loop`` (LoRA policy, sampling, step, loop),
   ``rl_runs`` (cached runs), ``reward`` (the classifier as a reward): RLHF with a KL penalty (10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

@@ -143,6 +143,12 @@ def k3_in_loss_surrogate(policy_logp, ref_logp, mask=None) -> torch.Tensor:
     return masked_sum(token_estimates(policy_logp, ref_logp, mask)["k3"], mask)
 
 
+def k2_in_loss_surrogate(policy_logp, ref_logp, mask=None) -> torch.Tensor:
+    """Σ_t k2 differentiated through π: its expected gradient is that of the reverse KL at each
+    sampled prefix, holding the prefix fixed (what an exact per-token KL in the loss gives)."""
+    return masked_sum(token_estimates(policy_logp, ref_logp, mask)["k2"], mask)
+
+
 def k1_in_loss_surrogate(policy_logp, ref_logp, mask=None) -> torch.Tensor:
     """Σ_t k1 differentiated through π: its gradient Σ_t ∇log π has expectation 0."""
     return masked_sum(token_estimates(policy_logp, ref_logp, mask)["k1"], mask)
@@ -150,6 +156,7 @@ def k1_in_loss_surrogate(policy_logp, ref_logp, mask=None) -> torch.Tensor:
 
 SURROGATES = {
     "k1 in reward": k1_in_reward_surrogate,
+    "k2 in loss": k2_in_loss_surrogate,
     "k3 in loss": k3_in_loss_surrogate,
     "k1 in loss": k1_in_loss_surrogate,
 }
@@ -165,6 +172,11 @@ def flat_grad(value: torch.Tensor, params) -> torch.Tensor:
             for p, g in zip(params, grads, strict=True)
         ]
     )
+
+
+def per_sequence_grads(values: torch.Tensor, params) -> torch.Tensor:
+    """Gradient of each entry of ``values`` (N,) w.r.t. ``params``: shape (N, n_params)."""
+    return torch.stack([flat_grad(v, params) for v in values])
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -214,3 +226,41 @@ def tree_sequences(policy_logits: list, ref_logits: list, supports: list) -> dic
         "reverse": stack(rev),
         "forward": stack(fwd),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward vs reverse on real next-token distributions (notebook 03's experiment, token level).
+# ---------------------------------------------------------------------------------------------
+
+
+def mixture_log_probs(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """log(½·softmax(a) + ½·softmax(b)) over the last dim: a two-mode next-token target."""
+    both = torch.stack([F.log_softmax(logits_a, -1), F.log_softmax(logits_b, -1)])
+    return torch.logsumexp(both, dim=0) - torch.log(torch.tensor(2.0, dtype=both.dtype))
+
+
+def blend_landscape(logits_a, logits_b, target_logp, alphas, taus, direction: str) -> torch.Tensor:
+    """KL between the target and q = softmax((α·a + (1 − α)·b)/τ) on an (τ, α) grid; nats.
+
+    ``forward`` = KL(target‖q) (weights: the target), ``reverse`` = KL(q‖target); shape
+    (len(taus), len(alphas)). The family blends two contexts' logits, so it cannot hold both
+    modes of the mixture at once: the two directions then disagree.
+    """
+    alphas = torch.as_tensor(alphas, dtype=logits_a.dtype)
+    out = torch.empty(len(taus), len(alphas), dtype=logits_a.dtype)
+    target = target_logp.expand(len(alphas), -1)
+    for i, tau in enumerate(taus):
+        q_logits = (alphas[:, None] * logits_a + (1 - alphas[:, None]) * logits_b) / float(tau)
+        out[i] = per_token_divergence(q_logits[None], target[None], None, direction)[0]
+    return out
+
+
+def landscape_minima(landscape: torch.Tensor, alphas, taus, split: float = 0.5) -> list[dict]:
+    """The grid minimum with α < ``split`` and the one with α ≥ ``split`` (two basins)."""
+    alphas = torch.as_tensor(alphas)
+    out = []
+    for side in (alphas < split, alphas >= split):
+        sub = landscape[:, side]
+        i, j = divmod(int(sub.argmin()), sub.shape[1])
+        out.append({"alpha": float(alphas[side][j]), "tau": float(taus[i]), "kl": float(sub[i, j])})
+    return out

@@ -95,3 +95,17 @@ def test_head_logits_reproduce_the_model():
     with torch.no_grad():
         full = model(ids).logits[:, :-1]
     torch.testing.assert_close(logits, full)
+
+
+def test_sample_is_seeded_and_masks_after_the_first_eos():
+    model = llm.build_tiny_causal_lm(vocab_size=6)
+    prompt = torch.tensor([[0, 1]])
+    tokens, mask = llm.sample(model, prompt, n=16, max_new_tokens=8, eos_id=3, seed=4)
+    again, _ = llm.sample(model, prompt, n=16, max_new_tokens=8, eos_id=3, seed=4)
+    assert torch.equal(tokens, again) and tokens.shape[0] == 16 and tokens.shape[1] <= 8
+    assert (tokens == 3).any()  # some response ended early
+    for row, keep in zip(tokens.tolist(), mask.tolist(), strict=True):
+        end = row.index(3) + 1 if 3 in row else len(row)
+        assert keep == [True] * end + [False] * (len(row) - end)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        llm.sample(model, prompt.repeat(2, 1), n=2, max_new_tokens=2, eos_id=3, seed=0)

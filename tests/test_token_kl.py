@@ -128,6 +128,12 @@ def test_expected_gradients(tiny_tree):
     fwd_at_prefixes = tk.flat_grad((p * tree["forward"].sum(1)).sum(), [weight])
     torch.testing.assert_close(expected["k3 in loss"], fwd_at_prefixes, atol=1e-5, rtol=1e-4)
     assert tk.relative_error(expected["k3 in loss"], exact_rev) > 0.05
+    # k2 in the loss: the reverse KL's gradient at the sampled prefixes (prefixes held fixed)
+    rev_at_prefixes = tk.flat_grad((p * tree["reverse"].sum(1)).sum(), [weight])
+    torch.testing.assert_close(expected["k2 in loss"], rev_at_prefixes, atol=1e-5, rtol=1e-4)
+    # per-sequence gradients average to the same thing
+    jac = tk.per_sequence_grads(tk.k1_in_reward_surrogate(lp, lr), [weight])
+    torch.testing.assert_close(p @ jac, exact_rev, atol=1e-5, rtol=1e-4)
     # k1 in the loss: zero in expectation
     assert expected["k1 in loss"].norm() < 1e-4 * exact_rev.norm() + 1e-6
 
@@ -140,3 +146,19 @@ def test_all_sequences_and_guards():
         tk.sequence_kl(torch.log(torch.tensor([0.2, 0.3])), torch.log(torch.tensor([0.5, 0.5])))
     with pytest.raises(ValueError, match="mask"):
         tk.token_log_probs(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long), torch.ones(2))
+
+
+def test_blend_landscape_forward_covers_reverse_seeks():
+    # two contexts with disjoint favourite tokens, one shared token and a long flat tail
+    tail = [0.0] * 500
+    a = torch.tensor([8.0, 7.0, 4.0, -6.0, -6.0, *tail], dtype=torch.float64)
+    b = torch.tensor([-6.0, -6.0, 4.0, 7.0, 8.0, *tail], dtype=torch.float64)
+    target = tk.mixture_log_probs(a, b)
+    torch.testing.assert_close(target.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+    alphas, taus = torch.linspace(0, 1, 41), torch.logspace(-0.3, 1, 41)
+    fwd = tk.blend_landscape(a, b, target, alphas, taus, "forward")
+    rev = tk.blend_landscape(a, b, target, alphas, taus, "reverse")
+    best_fwd = min(tk.landscape_minima(fwd, alphas, taus), key=lambda m: m["kl"])
+    rev_minima = tk.landscape_minima(rev, alphas, taus)
+    assert 0.25 <= best_fwd["alpha"] <= 0.75  # a blend in between the modes
+    assert rev_minima[0]["alpha"] <= 0.1 and rev_minima[1]["alpha"] >= 0.9  # one mode each
