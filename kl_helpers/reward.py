@@ -5,9 +5,9 @@ notebook 08's ``retention.trained_reference``) scores a decoded response; the re
 probability of "positive" (in [0, 1]) or that class's log-odds log p₊ − log(1 − p₊) (nats).
 Recipes: ``"sentiment"``, notebook 07's generated template sentences with its 12-epoch recipe
 (adjective-driven, so it can be gamed); ``"reviews"``, the 600 training drug reviews with notebook
-08's reference recipe (2 epochs at 1e-4), which we measured to predict the majority class only
-(test accuracy 0.654 = the share of positive reviews): it needs more training before it can be
-a "gold" reward. Introduced in notebook 10.
+08's reference recipe (``retention.PLANS["full"].reference``; its earlier 2 epochs at 1e-4 learned
+only the class prior: test accuracy 0.654 = the share of positive reviews). Introduced in
+notebook 10.
 """
 
 from __future__ import annotations
@@ -18,16 +18,18 @@ from pathlib import Path
 
 import torch
 
+from kl_helpers.beta_sweep import PLANS
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.data import LABEL_NAMES
 from kl_helpers.encoding import encode
 from kl_helpers.reference import predict_logits
+from kl_helpers.retention import PLANS as RETENTION_PLANS
 
 REWARD_KINDS: tuple[str, ...] = ("prob", "logit")
 POSITIVE = LABEL_NAMES.index("positive")
 RECIPES: dict[str, ExperimentConfig] = {
-    "sentiment": ExperimentConfig(lr=1e-4, batch_size=32, max_length=32, epochs=12),  # nb 07
-    "reviews": ExperimentConfig(lr=1e-4, batch_size=16, epochs=2, max_length=64),  # nb 08
+    "sentiment": PLANS["full"].base,  # notebook 07: 12 epochs at 1e-4, 32 tokens
+    "reviews": RETENTION_PLANS["full"].reference,  # notebook 08_forgetting's reference
 }
 
 
@@ -78,7 +80,7 @@ class RewardModel:
 def recipe_data(recipe: str):
     """The engine's training data of a recipe: notebook 07's full generated set or the reviews."""
     if recipe == "sentiment":
-        from kl_helpers.beta_sweep import PLANS, sweep_data
+        from kl_helpers.beta_sweep import sweep_data
 
         return sweep_data(PLANS["full"].data).text_data
     if recipe == "reviews":
