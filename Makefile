@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval edits bench clean
+.PHONY: setup run test lint unit nbval edits bench bench-rl clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,9 @@ edits: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+
+bench-rl: $(STAMP)
+	$(BIN)/python benchmarks/bench_rl.py
 
 clean:
 	rm -rf $(VENV)

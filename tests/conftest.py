@@ -1,9 +1,19 @@
 """Fixtures shared by the engine tests: the bundled tokenizer, the article's data, a tiny BERT."""
 
+import os
+
 import pytest
 
 from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
+from kl_helpers.runtime import THREADS_ENV, set_cpu_threads
 from kl_helpers.training import article_data
+
+
+def pytest_configure(config):
+    """Honour $KL_THREADS in the test process too (on a shared CPU, 2 threads of tiny matrix
+    products spin against other jobs: the RL loop tests took 100x longer than on 1 thread)."""
+    if os.environ.get(THREADS_ENV):
+        set_cpu_threads()
 
 
 @pytest.fixture(scope="session")

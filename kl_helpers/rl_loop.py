@@ -1,0 +1,249 @@
+"""RLHF with a KL penalty, the model-facing parts: LoRA policy, sampling, log-probs, step, loop.
+
+The policy is the causal LM with LoRA adapters (``peft``); the reference is the same network under
+``disable_adapter()`` and ``torch.no_grad`` (``reference.reference_view``: no second copy).
+Sampling is ``generate`` with its KV cache and a plain sampler (temperature only: no top-k/top-p,
+no repetition penalty), so that the samples come from the π whose log-probs the loss uses.
+Prompts are left-padded; the response mask drops prompt, padding and everything after a
+response's first EOS. Cached runs: ``kl_helpers.rl_runs``. Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from kl_helpers.experiment import show_progress
+from kl_helpers.reference import reference_view
+from kl_helpers.regularizer import masked_sum, per_token_divergence
+from kl_helpers.rl import RLConfig, response_mask, rl_loss
+from kl_helpers.runtime import seed_everything
+from kl_helpers.token_kl import token_log_probs
+
+RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
+HISTORY_FIELDS: tuple[str, ...] = ("reward", "kl", "kl_k1", "kl_k3", "length", "loss")
+
+
+def add_lora(model: torch.nn.Module, config: RLConfig) -> torch.nn.Module:
+    """``model`` wrapped with fresh LoRA adapters (seeded; B = 0 so the policy starts at π_ref)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(config.lora_targets),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool = True):
+    """Left-padded (P, L) ids and attention mask of ``prompts`` (chat template: assistant turn)."""
+    if not prompts:
+        raise ValueError("need at least one prompt")
+    rows = []
+    for text in prompts:
+        if chat:
+            msgs = [{"role": "user", "content": text}]
+            ids = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        else:
+            ids = tokenizer(text)["input_ids"]
+        rows.append(torch.as_tensor(list(ids), dtype=torch.long))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :], mask[i, width - len(r) :] = r, 1
+    return ids, mask
+
+
+def sample_responses(
+    model, prompt_ids, prompt_mask, config: RLConfig, eos_id, pad_id, seed: int, *,
+    use_cache: bool = True, fixed_length: bool = False,
+):  # fmt: skip
+    """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
+
+    Returns (responses, mask), each (P·G, T ≤ max_new_tokens); ``mask`` ends at the first EOS.
+    ``fixed_length`` forbids EOS before ``max_new_tokens`` (benchmarks: same work every call);
+    ``use_cache=False`` re-runs the whole prefix for every token (the naive baseline).
+    """
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig(
+        do_sample=True,
+        temperature=config.temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=config.max_new_tokens,
+        min_new_tokens=config.max_new_tokens if fixed_length else 0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        use_cache=use_cache,
+    )
+    ids = prompt_ids.repeat_interleave(config.num_generations, dim=0).to(model.device)
+    attn = prompt_mask.repeat_interleave(config.num_generations, dim=0).to(model.device)
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen)
+    model.train(was_training)
+    responses = out[:, ids.shape[1] :]
+    return responses, response_mask(responses, eos_id)
+
+
+def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
+    """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
+    (B, T), 0 off ``resp_mask``. Left padding is handled by position ids from the attention mask;
+    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``)."""
+    length = responses.shape[1]
+    ids = torch.cat([prompt_ids, responses], dim=1)
+    attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
+    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(
+        input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=length + 1
+    )
+    logits = out.logits[:, :-1]
+    if logits.dtype in (torch.float16, torch.bfloat16):  # log-softmax in half precision loses KL
+        logits = logits.float()
+    logits = logits / temperature
+    return logits, token_log_probs(logits, responses, resp_mask)
+
+
+def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
+    """Sample ``num_generations`` responses per prompt and decode them: (ids, attention mask) of
+    the prompts repeated per response, (responses, response mask) and the texts."""
+    device = next(policy.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = eos if pad is None else pad
+    ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
+    responses, mask = sample_responses(policy, ids, attn, config, eos, pad, seed, **sample_kw)
+    texts = tokenizer.batch_decode(torch.where(mask, responses, pad), skip_special_tokens=True)
+    ids = ids.repeat_interleave(config.num_generations, 0)
+    attn = attn.repeat_interleave(config.num_generations, 0)
+    return ids, attn, responses, mask, texts
+
+
+def reference_logits(
+    policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0, ref_model=None
+):
+    """:func:`response_logits` of π_ref, no gradient: ``ref_model`` if given, else the same
+    network with its LoRA adapters disabled (``reference.reference_view``, eval mode)."""
+    with torch.no_grad(), reference_view(policy, ref_model) as ref:
+        return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
+
+
+def rl_step(
+    policy, optimizer, tokenizer, prompts, reward_fn: RewardFn, config: RLConfig, step: int = 0,
+    *, ref_model=None, **sample_kw,
+):  # fmt: skip
+    """One update: sample, score, reference log-probs, REINFORCE + KL loss, AdamW step.
+
+    The reference is ``ref_model`` (TRL's name) if given, else ``policy`` with its adapters
+    disabled. ``sample_kw`` go to :func:`sample_responses`. Returns per-step means (reward,
+    exact KL(π‖π_ref) summed over response tokens via the core, k1 and k3 sums, response length in
+    tokens, loss) and the decoded responses.
+    """
+    device = next(policy.parameters()).device
+    seed = config.seed * 100_003 + step
+    ids, attn, responses, mask, texts = rollout(
+        policy, tokenizer, prompts, config, seed, **sample_kw
+    )
+    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
+    ref_logits, ref_logp = reference_logits(
+        policy, ids, attn, responses, mask, config.temperature, ref_model
+    )
+    policy.train()
+    logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature)
+    out = rl_loss(
+        logp, ref_logp, mask, rewards, config.beta, config.kl_estimator,
+        config.num_generations, config.baseline,
+    )  # fmt: skip
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    optimizer.step()
+    with torch.no_grad():
+        exact = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+    stats = {
+        "reward": rewards.mean().item(),
+        "kl": exact.mean().item(),
+        "kl_k1": out.kl_k1.mean().item(),
+        "kl_k3": out.kl_k3.mean().item(),
+        "length": mask.sum(dim=1).float().mean().item(),
+        "loss": out.loss.item(),
+    }
+    return stats, texts
+
+
+@dataclass
+class RLHistory:
+    """Per-step means: reward, KL(π‖π_ref) per response in nats (exact per token, summed; and its
+    k1/k3 sample estimates), response length in tokens, loss; plus the last step's responses."""
+
+    reward: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    kl_k1: list[float] = field(default_factory=list)
+    kl_k3: list[float] = field(default_factory=list)
+    length: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)
+
+    def append(self, stats: dict[str, float]) -> None:
+        """Add one step's stats."""
+        for name in HISTORY_FIELDS:
+            getattr(self, name).append(float(stats[name]))
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+def train_policy(
+    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, progress=None
+) -> RLHistory:
+    """``config.steps`` updates of a LoRA ``policy`` (from :func:`add_lora`) on ``prompts``, taken
+    ``prompts_per_step`` at a time in a seeded shuffled order; returns the history."""
+    from tqdm.auto import tqdm
+
+    if len(prompts) < config.prompts_per_step:
+        raise ValueError(f"need >= {config.prompts_per_step} prompts, got {len(prompts)}")
+    seed_everything(config.seed)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the policy has no trainable parameters: wrap it with add_lora first")
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(config.seed))
+    history = RLHistory()
+    texts: list[str] = []
+    bar = tqdm(range(config.steps), desc=config.label, disable=not show_progress(progress))
+    for step in bar:
+        at = (step * config.prompts_per_step + torch.arange(config.prompts_per_step)) % len(order)
+        batch = [prompts[int(i)] for i in order[at]]
+        stats, texts = rl_step(policy, optimizer, tokenizer, batch, reward_fn, config, step)
+        history.append(stats)
+        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.2f}")
+    history.samples = list(texts)
+    return history
+
+
+def evaluate_policy(
+    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, seed=0
+) -> dict:
+    """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
+    exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), and the texts."""
+    ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
+    ref_logits, _ = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    policy.eval()
+    with torch.no_grad():
+        logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
+        kl = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
+    return {"reward": rewards, "kl": kl.cpu(), "length": mask.sum(1).cpu(), "texts": texts}

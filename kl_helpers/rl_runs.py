@@ -1,0 +1,119 @@
+"""Cached RLHF runs: one folder per run like the engine's (``kl_helpers.results``), so a sweep
+resumes where it stopped. A folder holds ``history.csv`` (per-step means: reward, KL(π‖π_ref) in
+nats, response length), ``adapter.safetensors`` (the LoRA weights) and ``run.json`` (config, key,
+model, wall time, last responses), written last. Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from kl_helpers.results import FORMAT_VERSION, default_results_dir, is_finished, run_dir
+from kl_helpers.rl import RLConfig
+from kl_helpers.rl_loop import HISTORY_FIELDS, RewardFn, RLHistory, add_lora, train_policy
+
+
+@dataclass(frozen=True)
+class RLRun:
+    """A finished (or cached) run: config, cache key, history, LoRA weights, model, wall time."""
+
+    config: RLConfig
+    key: str
+    history: RLHistory
+    adapter: dict[str, torch.Tensor] = field(repr=False)
+    model_name: str
+    wall_time_s: float
+
+
+def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
+    """Write ``run`` atomically (history.csv, adapter.safetensors, run.json last)."""
+    from safetensors.torch import save_file
+
+    final = run_dir(results_dir, run.config, run.key)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "history.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("step", *HISTORY_FIELDS))
+        for i in range(len(run.history)):
+            writer.writerow((i, *(repr(getattr(run.history, f)[i]) for f in HISTORY_FIELDS)))
+    save_file({k: v.contiguous() for k, v in run.adapter.items()}, str(tmp / "adapter.safetensors"))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "key": run.key,
+        "config": run.config.to_dict(),
+        "model_name": run.model_name,
+        "wall_time_s": run.wall_time_s,
+        "samples": run.history.samples,
+    }
+    (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def load_rl_run(results_dir: Path | str, config: RLConfig, key: str) -> RLRun:
+    """Read a finished run back (FileNotFoundError if it is not finished)."""
+    from safetensors.torch import load_file
+
+    if not is_finished(results_dir, config, key):
+        raise FileNotFoundError(f"no finished run {config.label}-{key} in {results_dir}")
+    folder = run_dir(results_dir, config, key)
+    meta = json.loads((folder / "run.json").read_text())
+    history = RLHistory(samples=list(meta["samples"]))
+    with open(folder / "history.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            history.append({k: float(row[k]) for k in HISTORY_FIELDS})
+    adapter = load_file(str(folder / "adapter.safetensors"))
+    return RLRun(config, key, history, adapter, meta["model_name"], float(meta["wall_time_s"]))
+
+
+def run_rl(
+    config: RLConfig,
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    reward_fn: RewardFn,
+    *,
+    model_name: str,
+    reward_name: str,
+    results_dir: Path | str | None = None,
+    progress: bool | None = None,
+) -> RLRun:
+    """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched).
+
+    The cache key covers the config, ``model_name``, ``reward_name`` and the prompts.
+    """
+    from peft import get_peft_model_state_dict
+
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    key = config.key(model_name, reward_name, *prompts)
+    if is_finished(results_dir, config, key):
+        return load_rl_run(results_dir, config, key)
+    start = time.perf_counter()
+    policy = add_lora(copy.deepcopy(model), config)
+    history = train_policy(policy, tokenizer, prompts, reward_fn, config, progress)
+    adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(policy).items()}
+    run = RLRun(config, key, history, adapter, model_name, time.perf_counter() - start)
+    save_rl_run(run, results_dir)
+    return run
+
+
+def policy_from_run(model: torch.nn.Module, run: RLRun) -> torch.nn.Module:
+    """A LoRA copy of ``model`` carrying ``run``'s trained adapter weights (eval mode)."""
+    from peft import set_peft_model_state_dict
+
+    policy = add_lora(copy.deepcopy(model), run.config)
+    set_peft_model_state_dict(policy, run.adapter)
+    return policy.eval()
