@@ -29,6 +29,7 @@ from kl_helpers.results import (
     is_finished,
     load_run,
     run_dir,
+    run_key,
     save_run,
 )
 from kl_helpers.training import TextData, article_data
@@ -165,7 +166,7 @@ def trained_reference(
     name = f"{choice.name}|truncate-{TRUNCATION_SIDE}"  # in the cache key
     model = models.load_classifier(choice, data.num_labels, seed=config.seed)
     full = resolved(config, name, resolve_device(config))
-    key = full.key(data.fingerprint())
+    key = run_key(full, data.fingerprint())
     weights = run_dir(results_dir, full, key) / WEIGHTS_FILE
     if is_finished(results_dir, full, key) and weights.is_file():
         run = load_run(results_dir, full, key)
