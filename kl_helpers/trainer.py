@@ -12,7 +12,7 @@ same mixed precision as the policy, never DDP-wrapped; sharded under FSDP and Ze
 PEFT/LoRA policy (``--lora_r``) the reference is the policy with its adapters disabled, no copy.
 For a fixed classification dataset its logits can be computed once (``add_reference_logits``).
 Run ``python -m kl_helpers.trainer --help`` for the command line (torchrun / accelerate launch).
-Introduced in notebook 10.
+Introduced in notebook 11.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from kl_helpers.reference import (  # noqa: F401 (re-exported for notebook 10)
+from kl_helpers.reference import (  # noqa: F401 (re-exported for notebook 11)
     disable_dropout,
     is_peft_model,
     make_reference,
