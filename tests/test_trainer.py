@@ -14,10 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from trainer_args import train_args
 from transformers import DataCollatorWithPadding, TrainerCallback, default_data_collator
 
 from kl_helpers.data import article_split
@@ -26,7 +26,6 @@ from kl_helpers.models import build_tiny_bert, load_classifier, load_tokenizer, 
 from kl_helpers.regularizer import DIRECTIONS, generalised_js_from_logits, regularised_terms
 from kl_helpers.trainer import (
     KLTrainer,
-    KLTrainingArguments,
     add_reference_logits,
     disable_dropout,
     main,
@@ -62,24 +61,6 @@ def naive_divergence(policy: torch.Tensor, ref: torch.Tensor, kind: str, pi: flo
 def naive_cross_entropy(logits: torch.Tensor, label: int) -> float:
     probs = torch.softmax(logits.double(), -1)
     return -math.log(probs[label].item())
-
-
-def train_args(tmp_path: Path, **kw) -> KLTrainingArguments:
-    defaults = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=8,
-        learning_rate=1e-3,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        disable_dropout=True,
-        seed=0,
-    )
-    defaults.update(kw)
-    return KLTrainingArguments(**defaults)
 
 
 class SnapshotPolicy(TrainerCallback):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from trainer_args import train_args
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from kl_helpers import precision, trainer_utils
@@ -28,21 +29,8 @@ from kl_helpers.training import autocast_dtype
 
 
 def args_for(tmp_path, **kw) -> KLTrainingArguments:
-    values = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        learning_rate=1e-3,
-        max_steps=1,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        disable_dropout=True,
-        seed=0,
-    )
-    values.update(kw)
-    return KLTrainingArguments(**values)
+    """``train_args`` with one step of batch 4 unless ``kw`` say otherwise."""
+    return train_args(tmp_path, **{"per_device_train_batch_size": 4, "max_steps": 1, **kw})
 
 
 def logs_of(trainer: KLTrainer) -> list[dict]:
