@@ -1,0 +1,117 @@
+"""Notebook 10's experiment: its config (full, or quick for CI via ``beta_sweep.quick_mode``), the
+training and held-out prompts, and the held-out evaluation every run and Best-of-N share.
+Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kl_helpers.beta_sweep import quick_mode
+from kl_helpers.rl import RLConfig, distinct_n
+from kl_helpers.rl_loop import evaluate_policy
+
+_ITEMS = (
+    "the medicine you take for your headaches",
+    "the pill your doctor prescribed for sleep",
+    "your allergy tablets",
+    "the cream you used for a rash",
+    "the antidepressant you started last year",
+    "your blood pressure medication",
+    "the painkiller you took after surgery",
+    "the inhaler you use for asthma",
+    "the drug you take for migraines",
+    "the antibiotic you finished last week",
+    "your acne treatment",
+    "the nasal spray you use in spring",
+    "the vitamin supplement you take daily",
+    "the anxiety medication you were given",
+    "your diabetes medicine",
+    "the cough syrup you bought",
+)
+PROMPTS: tuple[str, ...] = tuple(f"Write a one-sentence review of {item}." for item in _ITEMS)
+
+
+@dataclass(frozen=True)
+class RLHFPlan:
+    """Notebook 10's settings; each field says why it has its value."""
+
+    mode: str = "full"  # "full" (the saved outputs) or "quick" (nbval/CI)
+    llm: str | None = None  # None: the resolver's rule; "bundled" forces the offline GGUF
+    train_prompts: tuple[str, ...] = PROMPTS[:12]  # the policy is updated on these only
+    heldout_prompts: tuple[str, ...] = PROMPTS[12:]  # every evaluation; never trained on
+    proxy: str = "sentiment"  # reward being optimised: notebook 07's adjective-driven classifier
+    gold: str = "reviews"  # the "true" reward: notebook 08's classifier of real drug reviews
+    proxy_epochs: int | None = None  # None: the recipe's epochs; quick mode trains fewer
+    reward_kind: str = "logit"  # log-odds of "positive" (nats): unbounded, so it can be hacked
+    base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=60, max_new_tokens=24)
+    hack_steps: int = 60  # the β = 0 run: long enough for the reward hacking to show
+    sweep_steps: int = 30  # each β > 0 run (and the β = 0 run's point at this step)
+    betas: tuple[float, ...] = (0.03, 0.1, 0.3)  # per-response KL weights (nats⁻¹ of reward)
+    compare_beta: float = 0.1  # the β at which k1-in-reward meets k3-in-loss
+    eval_every: int = 10  # held-out evaluation every this many updates
+    eval_generations: int = 4  # held-out responses per prompt and evaluation
+    bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # Best-of-N sizes
+    bon_pool: int = 64  # reference samples per held-out prompt for Best-of-N (M ≫ N)
+    seed: int = 0
+
+    def replace(self, **changes) -> RLHFPlan:
+        """A copy with some fields changed (the notebook's edit cell uses it)."""
+        return dataclasses.replace(self, **changes)
+
+    def run_config(self, beta: float, kl_estimator: str = "k1_reward") -> RLConfig:
+        """The RLConfig of one run: β = 0 runs ``hack_steps``, the others ``sweep_steps``."""
+        steps = self.hack_steps if beta == 0 else self.sweep_steps
+        return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=self.seed)
+
+    def eval_config(self) -> RLConfig:
+        """Sampling settings of the held-out evaluation (``eval_generations`` per prompt)."""
+        return self.base.replace(num_generations=self.eval_generations)
+
+
+QUICK = RLHFPlan(
+    mode="quick",
+    train_prompts=PROMPTS[:4],
+    heldout_prompts=PROMPTS[12:14],
+    proxy_epochs=2,
+    base=RLConfig(beta=0.0, lr=2e-3, steps=3, max_new_tokens=8),
+    hack_steps=4,
+    sweep_steps=2,
+    betas=(0.1, 1.0),
+    compare_beta=0.1,
+    eval_every=2,
+    eval_generations=2,
+    bon_ns=(1, 2, 4),
+    bon_pool=8,
+)
+
+
+def rlhf_plan(quick: bool | None = None) -> RLHFPlan:
+    """The full plan, or the quick one when ``quick`` (default: $KL_QUICK / $CI) says so."""
+    if quick is None:
+        quick = quick_mode()
+    return QUICK if quick else RLHFPlan()
+
+
+def heldout_metrics(
+    policy, tokenizer, prompts: Sequence[str], proxy, gold, config: RLConfig, seed: int = 0,
+    keep_texts: int = 4,
+) -> dict:  # fmt: skip
+    """Means over held-out responses: proxy and gold reward, KL(π‖π_ref) per response (nats),
+    the reference's per-token NLL (nats/token), length (tokens), distinct-2; plus a few texts."""
+    out = evaluate_policy(policy, tokenizer, prompts, proxy, config, seed)
+    texts = out["texts"]
+    gold_r = torch.as_tensor(gold(texts), dtype=torch.float32).reshape(-1)
+    return {
+        "reward": out["reward"].mean().item(),
+        "gold": gold_r.mean().item(),
+        "kl": out["kl"].mean().item(),
+        "ref_nll": out["ref_nll"].mean().item(),
+        "length": out["length"].float().mean().item(),
+        "distinct2": distinct_n(texts, 2),
+        "texts": list(texts[:keep_texts]),
+    }
