@@ -228,7 +228,7 @@ def best_of_n_pool(rewards: torch.Tensor, texts: list[str], n: int) -> dict[str,
     (c_k/M)^n, so p_k = (c_k/M)^n − (c_{k−1}/M)^n (c_k: pool samples up to rank k). Distinct
     responses with equal rewards share their block's probability in proportion to their counts.
     Returns the merged responses' ``p`` (BoN), ``q`` (pool), ``reward`` and ``index`` (one pool
-    row per response), sorted by reward.
+    row per response), sorted by reward, and ``kl`` = Σ p log(p/q) (nats).
     """
     rewards = torch.as_tensor(rewards, dtype=torch.float64).reshape(-1)
     if rewards.numel() != len(texts) or not texts:
@@ -254,12 +254,12 @@ def best_of_n_pool(rewards: torch.Tensor, texts: list[str], n: int) -> dict[str,
     upper = torch.cumsum(block_count, 0) / m
     block_p = upper**n - torch.cat([upper.new_zeros(1), upper[:-1]]) ** n
     p = block_p[block] * count / block_count[block]
-    return {"p": p, "q": count / m, "reward": r, "index": index}
+    q = count / m
+    keep = p > 0
+    kl = max(float((p[keep] * (p[keep] / q[keep]).log()).sum()), 0.0)  # ≥ 0 up to rounding
+    return {"p": p, "q": q, "reward": r, "index": index, "kl": kl}
 
 
 def best_of_n_pool_kl(rewards: torch.Tensor, texts: list[str], n: int) -> float:
     """KL(BoN-``n`` ‖ pool) = Σ p log(p/q) over :func:`best_of_n_pool`'s merged responses; nats."""
-    out = best_of_n_pool(rewards, texts, n)
-    p, q = out["p"], out["q"]
-    keep = p > 0
-    return max(float((p[keep] * (p[keep] / q[keep]).log()).sum()), 0.0)  # ≥ 0 up to rounding
+    return best_of_n_pool(rewards, texts, n)["kl"]

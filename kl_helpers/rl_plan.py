@@ -47,6 +47,7 @@ class RLHFPlan:
     proxy: str = "sentiment"  # reward being optimised: notebook 07's adjective-driven classifier
     gold: str = "reviews"  # the "true" reward: notebook 08's classifier of real drug reviews
     proxy_epochs: int | None = None  # None: the recipe's epochs; quick mode trains fewer
+    gold_epochs: int | None = None  # None: the recipe's (notebook 08's reference, cached there)
     reward_kind: str = "logit"  # log-odds of "positive" (nats): unbounded, so it can be hacked
     base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=60, max_new_tokens=24)
     hack_steps: int = 60  # the β = 0 run: long enough for the reward hacking to show
@@ -78,6 +79,7 @@ QUICK = RLHFPlan(
     train_prompts=PROMPTS[:4],
     heldout_prompts=PROMPTS[12:14],
     proxy_epochs=2,
+    gold_epochs=1,  # notebook 08's quick reference: cached by 08 under `make nbval`
     base=RLConfig(beta=0.0, lr=2e-3, steps=3, max_new_tokens=8),
     hack_steps=4,
     sweep_steps=2,
@@ -115,3 +117,92 @@ def heldout_metrics(
         "distinct2": distinct_n(texts, 2),
         "texts": list(texts[:keep_texts]),
     }
+
+
+def reference_pool(
+    model, tokenizer, prompts: Sequence[str], proxy, gold, config: RLConfig, size: int, *,
+    model_name: str, results_dir=None, chunk: int = 16, progress: bool | None = None,
+) -> list[dict]:  # fmt: skip
+    """``size`` responses from π_ref (``model``, no adapter) per prompt with their proxy and gold
+    rewards, sampled ``chunk`` at a time; cached as JSON in ``results_dir`` (resumable per prompt).
+
+    Returns one dict per prompt: ``texts``, ``reward`` (proxy) and ``gold`` lists.
+    """
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from kl_helpers.experiment import show_progress
+    from kl_helpers.results import code_fingerprint, default_results_dir
+    from kl_helpers.rl_loop import rollout
+
+    if size < 1 or chunk < 1:
+        raise ValueError(f"size and chunk must be >= 1, got {size} and {chunk}")
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    names = [model_name, proxy.label, gold.label, str(size), str(chunk), code_fingerprint()]
+    key = config.key(*names, *prompts)
+    folder = results_dir / f"bon-pool-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    bar = tqdm(total=len(prompts) * size, desc="π_ref pool", disable=not show_progress(progress))
+    for i, prompt in enumerate(prompts):
+        path = folder / f"prompt-{i}.json"
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+            bar.update(size)
+            continue
+        texts: list[str] = []
+        for start in range(0, size, chunk):
+            cfg = config.replace(num_generations=max(2, min(chunk, size - start)))
+            seed = config.seed * 100_003 + 50_000 + i * 1_000 + start
+            texts += rollout(model, tokenizer, [prompt], cfg, seed)[4][: size - start]
+            bar.update(min(chunk, size - start))
+        entry = {
+            "prompt": prompt,
+            "texts": texts,
+            "reward": [float(r) for r in proxy(texts)],
+            "gold": [float(r) for r in gold(texts)],
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry))
+        tmp.replace(path)
+        out.append(entry)
+    bar.close()
+    return out
+
+
+def best_of_n_table(pool: Sequence[dict], ns: Sequence[int]):
+    """Per N, means over prompts: Best-of-N's KL to the pool (exact, nats), the bound
+    log N − (N−1)/N, and its expected proxy and gold rewards (exact over the pool)."""
+    import pandas as pd
+
+    from kl_helpers.rl import best_of_n_kl_bound, best_of_n_pool
+
+    rows = []
+    for n in ns:
+        kls, proxy, gold, ties = [], [], [], []
+        for entry in pool:
+            dist = best_of_n_pool(torch.tensor(entry["reward"]), entry["texts"], n)
+            p = dist["p"]
+            kls.append(dist["kl"])
+            proxy.append(float((p * dist["reward"]).sum()))
+            g = torch.tensor(entry["gold"], dtype=torch.float64)[dist["index"]]
+            gold.append(float((p * g).sum()))
+            ties.append(1 - len(p) / len(entry["texts"]))
+        rows.append({
+            "N": n, "kl": sum(kls) / len(kls), "bound": best_of_n_kl_bound(n),
+            "reward": sum(proxy) / len(proxy), "gold": sum(gold) / len(gold),
+            "duplicate share": sum(ties) / len(ties),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def reward_config(recipe: str, epochs: int | None):
+    """The engine config of a reward ``recipe`` (``reward.RECIPES``), with ``epochs`` if given."""
+    from kl_helpers.reward import RECIPES
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    config = RECIPES[recipe]
+    return config if epochs is None else config.replace(epochs=epochs)
