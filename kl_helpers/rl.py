@@ -218,3 +218,48 @@ def distinct_n(texts: list[str], n: int = 2) -> float:
         for i in range(len(words) - n + 1)
     ]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def best_of_n_pool(rewards: torch.Tensor, texts: list[str], n: int) -> dict[str, torch.Tensor]:
+    """Best-of-``n`` drawn with replacement from a pool of M reference samples, exactly.
+
+    Identical ``texts`` are merged into one response (q = its share of the pool); responses are
+    ranked by reward and the best of n draws lands on the responses up to rank k with probability
+    (c_k/M)^n, so p_k = (c_k/M)^n − (c_{k−1}/M)^n (c_k: pool samples up to rank k). Distinct
+    responses with equal rewards share their block's probability in proportion to their counts.
+    Returns the merged responses' ``p`` (BoN), ``q`` (pool), ``reward`` and ``index`` (one pool
+    row per response), sorted by reward, and ``kl`` = Σ p log(p/q) (nats).
+    """
+    rewards = torch.as_tensor(rewards, dtype=torch.float64).reshape(-1)
+    if rewards.numel() != len(texts) or not texts:
+        raise ValueError(f"need one reward per text, got {rewards.numel()} and {len(texts)}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite")
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    first: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t, i)
+        counts[t] = counts.get(t, 0) + 1
+    index = torch.tensor(list(first.values()))
+    count = torch.tensor([counts[t] for t in first], dtype=torch.float64)
+    r = rewards[index]
+    order = torch.argsort(r, stable=True)
+    index, count, r = index[order], count[order], r[order]
+    m = float(len(texts))
+    # ties in reward form one block: the block's mass split by counts
+    _, block = torch.unique_consecutive(r, return_inverse=True)
+    block_count = torch.zeros(int(block.max()) + 1, dtype=torch.float64).index_add_(0, block, count)
+    upper = torch.cumsum(block_count, 0) / m
+    block_p = upper**n - torch.cat([upper.new_zeros(1), upper[:-1]]) ** n
+    p = block_p[block] * count / block_count[block]
+    q = count / m
+    keep = p > 0
+    kl = max(float((p[keep] * (p[keep] / q[keep]).log()).sum()), 0.0)  # ≥ 0 up to rounding
+    return {"p": p, "q": q, "reward": r, "index": index, "kl": kl}
+
+
+def best_of_n_pool_kl(rewards: torch.Tensor, texts: list[str], n: int) -> float:
+    """KL(BoN-``n`` ‖ pool) = Σ p log(p/q) over :func:`best_of_n_pool`'s merged responses; nats."""
+    return best_of_n_pool(rewards, texts, n)["kl"]

@@ -23,6 +23,7 @@ from kl_helpers.runtime import seed_everything
 from kl_helpers.token_kl import token_log_probs
 
 RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
+EvalFn = Callable[[torch.nn.Module], dict]  # policy -> {metric: float, optional "texts": [str]}
 HISTORY_FIELDS: tuple[str, ...] = ("reward", "kl", "kl_k1", "kl_k3", "length", "loss")
 
 
@@ -196,6 +197,7 @@ class RLHistory:
     length: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
+    evals: list[dict] = field(default_factory=list)  # {"step": k, metric: value, ...} per eval
 
     def append(self, stats: dict[str, float]) -> None:
         """Add one step's stats."""
@@ -207,12 +209,20 @@ class RLHistory:
 
 
 def train_policy(
-    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, progress=None
-) -> RLHistory:
+    policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, progress=None,
+    *, evaluate: EvalFn | None = None, eval_every: int = 0,
+):  # fmt: skip
     """``config.steps`` updates of a LoRA ``policy`` (from :func:`add_lora`) on ``prompts``, taken
-    ``prompts_per_step`` at a time in a seeded shuffled order; returns the history."""
+    ``prompts_per_step`` at a time in a seeded shuffled order; returns the history.
+
+    With ``evaluate`` and ``eval_every`` = k > 0, ``evaluate(policy)`` runs before the first update
+    and after every k-th update and the last one; its dicts, with ``"step"`` (updates done) added,
+    go to ``history.evals``. Its sampling does not disturb the training's (seeds are per step).
+    """
     from tqdm.auto import tqdm
 
+    if eval_every < 0 or (eval_every > 0) != (evaluate is not None):
+        raise ValueError("pass evaluate and eval_every > 0 together (or neither)")
     if len(prompts) < config.prompts_per_step:
         raise ValueError(f"need >= {config.prompts_per_step} prompts, got {len(prompts)}")
     seed_everything(config.seed)
@@ -223,6 +233,14 @@ def train_policy(
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(config.seed))
     history = RLHistory()
     texts: list[str] = []
+
+    def run_eval(done: int) -> None:
+        was_training = policy.training
+        history.evals.append({"step": done, **evaluate(policy)})
+        policy.train(was_training)
+
+    if eval_every:
+        run_eval(0)
     bar = tqdm(range(config.steps), desc=config.label, disable=not show_progress(progress))
     for step in bar:
         at = (step * config.prompts_per_step + torch.arange(config.prompts_per_step)) % len(order)
@@ -230,6 +248,8 @@ def train_policy(
         stats, texts = rl_step(policy, optimizer, tokenizer, batch, reward_fn, config, step)
         history.append(stats)
         bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.2f}")
+        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == config.steps):
+            run_eval(step + 1)
     history.samples = list(texts)
     return history
 
@@ -238,12 +258,18 @@ def evaluate_policy(
     policy, tokenizer, prompts: Sequence[str], reward_fn: RewardFn, config: RLConfig, seed=0
 ) -> dict:
     """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
-    exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), and the texts."""
+    exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), the reference's
+    mean per-token NLL of the response ("ref_nll", nats/token; 0 if empty), and the texts."""
     ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
-    ref_logits, _ = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    ref_logits, ref_logp = reference_logits(policy, ids, attn, responses, mask, config.temperature)
     policy.eval()
     with torch.no_grad():
         logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
         kl = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
-    return {"reward": rewards, "kl": kl.cpu(), "length": mask.sum(1).cpu(), "texts": texts}
+    length = mask.sum(1)
+    ref_nll = -masked_sum(ref_logp, mask) / length.clamp(min=1)
+    return {
+        "reward": rewards, "kl": kl.cpu(), "length": length.cpu(), "ref_nll": ref_nll.cpu(),
+        "texts": texts,
+    }  # fmt: skip

@@ -1,7 +1,7 @@
 """Cached RLHF runs: one folder per run like the engine's (``kl_helpers.results``), so a sweep
 resumes where it stopped. A folder holds ``history.csv`` (per-step means: reward, KL(π‖π_ref) in
 nats, response length), ``adapter.safetensors`` (the LoRA weights) and ``run.json`` (config, key,
-model, wall time, last responses), written last. Introduced in notebook 10.
+model, wall time, last responses, held-out evaluations), written last. Introduced in notebook 10.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import torch
 
 from kl_helpers.results import FORMAT_VERSION, default_results_dir, is_finished, run_dir
 from kl_helpers.rl import RLConfig
-from kl_helpers.rl_loop import HISTORY_FIELDS, RewardFn, RLHistory, add_lora, train_policy
+from kl_helpers.rl_loop import (
+    HISTORY_FIELDS,
+    EvalFn,
+    RewardFn,
+    RLHistory,
+    add_lora,
+    train_policy,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
         "model_name": run.model_name,
         "wall_time_s": run.wall_time_s,
         "samples": run.history.samples,
+        "evals": run.history.evals,
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
@@ -71,7 +79,7 @@ def load_rl_run(results_dir: Path | str, config: RLConfig, key: str) -> RLRun:
         raise FileNotFoundError(f"no finished run {config.label}-{key} in {results_dir}")
     folder = run_dir(results_dir, config, key)
     meta = json.loads((folder / "run.json").read_text())
-    history = RLHistory(samples=list(meta["samples"]))
+    history = RLHistory(samples=list(meta["samples"]), evals=list(meta.get("evals", [])))
     with open(folder / "history.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             history.append({k: float(row[k]) for k in HISTORY_FIELDS})
@@ -90,20 +98,30 @@ def run_rl(
     reward_name: str,
     results_dir: Path | str | None = None,
     progress: bool | None = None,
+    evaluate: EvalFn | None = None,
+    eval_every: int = 0,
+    eval_name: str = "",
 ) -> RLRun:
     """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched).
 
-    The cache key covers the config, ``model_name``, ``reward_name`` and the prompts.
+    The cache key covers the config, ``model_name``, ``reward_name``, the prompts and, when
+    ``evaluate`` is given (see :func:`~kl_helpers.rl_loop.train_policy`), ``eval_every`` and
+    ``eval_name`` (name what ``evaluate`` computes: its prompts, reward models, seed); its results
+    are cached in ``history.evals``.
     """
     from peft import get_peft_model_state_dict
 
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
-    key = config.key(model_name, reward_name, *prompts)
+    evals = (f"eval:{eval_every}:{eval_name}",) if evaluate is not None else ()
+    key = config.key(model_name, reward_name, *prompts, *evals)
     if is_finished(results_dir, config, key):
         return load_rl_run(results_dir, config, key)
     start = time.perf_counter()
     policy = add_lora(copy.deepcopy(model), config)
-    history = train_policy(policy, tokenizer, prompts, reward_fn, config, progress)
+    history = train_policy(
+        policy, tokenizer, prompts, reward_fn, config, progress,
+        evaluate=evaluate, eval_every=eval_every,
+    )  # fmt: skip
     adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(policy).items()}
     run = RLRun(config, key, history, adapter, model_name, time.perf_counter() - start)
     save_rl_run(run, results_dir)

@@ -15,6 +15,8 @@ from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rl import (
     RLConfig,
     best_of_n_kl_bound,
+    best_of_n_pool,
+    best_of_n_pool_kl,
     distinct_n,
     group_advantages,
     response_mask,
@@ -255,6 +257,40 @@ def test_best_of_n_bound_matches_the_exact_kl_of_best_of_n_without_ties():
     assert best_of_n_kl_bound(1) == 0.0
     with pytest.raises(ValueError):
         best_of_n_kl_bound(0)
+
+
+def test_best_of_n_over_a_pool_matches_sampling_and_the_bound():
+    gen = torch.Generator().manual_seed(0)
+    rewards = torch.rand(12, generator=gen, dtype=torch.float64)
+    texts = [f"r{i}" for i in range(12)]
+    out = best_of_n_pool(rewards, texts, 4)
+    assert out["p"].sum().item() == pytest.approx(1.0) and out["q"].sum().item() == pytest.approx(1)
+    assert torch.all(out["reward"].diff() >= 0) and torch.all(out["p"].diff() > 0)
+    draws = torch.randint(0, 12, (200_000, 4), generator=gen)  # best of 4 draws, by simulation
+    best = rewards[draws].argmax(1)
+    freq = torch.bincount(draws[torch.arange(len(draws)), best], minlength=12).double() / len(draws)
+    torch.testing.assert_close(freq[out["index"]], out["p"], atol=5e-3, rtol=0)
+    for n in (1, 2, 8):  # no ties: below the bound, and close to it for a large pool
+        assert best_of_n_pool_kl(rewards, texts, n) <= best_of_n_kl_bound(n) + 1e-12
+    big = torch.rand(5000, generator=gen, dtype=torch.float64)
+    kl = best_of_n_pool_kl(big, [str(i) for i in range(5000)], 8)
+    assert kl == pytest.approx(best_of_n_kl_bound(8), abs=1e-2)
+    assert best_of_n_pool_kl(rewards, texts, 1) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_best_of_n_pool_merges_identical_responses():
+    rewards = torch.tensor([0.9, 0.1, 0.9, 0.5])
+    out = best_of_n_pool(rewards, ["a", "b", "a", "c"], 2)
+    assert len(out["p"]) == 3 and out["q"].tolist() == [0.25, 0.25, 0.5]
+    assert out["p"].tolist() == pytest.approx([1 / 16, 4 / 16 - 1 / 16, 1 - 4 / 16])
+    # a response that fills half the pool cannot be "selected" much more: lower KL than unique
+    merged = best_of_n_pool_kl(rewards, ["a", "b", "a", "c"], 2)
+    unique = best_of_n_pool_kl(rewards + torch.tensor([0.0, 0, 0.01, 0]), list("abcd"), 2)
+    assert merged < unique
+    with pytest.raises(ValueError, match="one reward per text"):
+        best_of_n_pool(rewards, ["a"], 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        best_of_n_pool(rewards, list("abcd"), 0)
 
 
 def test_distinct_n_counts_repeated_ngrams():

@@ -208,3 +208,39 @@ def test_samples_come_from_the_distribution_the_loss_scores():
         responses = out.sequences[:, ids.shape[1] :]
         logits, _ = response_logits(model, ids, mask, responses, torch.ones_like(responses).bool())
     torch.testing.assert_close(logits, torch.stack(out.logits, dim=1), atol=1e-4, rtol=1e-4)
+
+
+def test_train_policy_evaluates_every_k_steps_and_the_cache_keeps_it(tmp_path):
+    model, tok = tiny_llama(), CharTokenizer()
+    config = CONFIG.replace(steps=5)
+    seen = []
+
+    def evaluate(policy):
+        out = evaluate_policy(policy, tok, PROMPTS[2:], a_reward, config, seed=7)
+        seen.append(out["kl"].mean().item())
+        return {"kl": seen[-1], "ref_nll": out["ref_nll"].mean().item(), "texts": out["texts"][:2]}
+
+    kwargs = {"model_name": "tiny", "reward_name": "a", "results_dir": tmp_path, "progress": False}
+    run = run_rl(config, model, tok, PROMPTS, a_reward, **kwargs, evaluate=evaluate, eval_every=2)
+    assert [e["step"] for e in run.history.evals] == [0, 2, 4, 5]  # start, every 2, the last
+    assert run.history.evals[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # π = π_ref at the start
+    assert run.history.evals[-1]["kl"] > 1e-4 and len(run.history.evals[-1]["texts"]) == 2
+    plain = run_rl(config, model, tok, PROMPTS, a_reward, **kwargs)  # same training, no evals
+    assert plain.key != run.key and plain.history.evals == []
+    assert plain.history.reward == pytest.approx(run.history.reward)  # evals do not disturb it
+
+    def no_eval(policy):
+        raise AssertionError("a cached run must not evaluate again")
+
+    again = run_rl(config, model, tok, PROMPTS, a_reward, **kwargs, evaluate=no_eval, eval_every=2)
+    assert again.history.evals == run.history.evals
+    with pytest.raises(ValueError, match="together"):
+        train_policy(add_lora(tiny_llama(), config), tok, PROMPTS, a_reward, config, eval_every=2)
+
+
+def test_evaluate_policy_reports_the_reference_nll_per_token():
+    policy, tok = add_lora(tiny_llama(), CONFIG), CharTokenizer()
+    out = evaluate_policy(policy, tok, PROMPTS[:2], a_reward, CONFIG, seed=1)
+    assert out["ref_nll"].shape == (2 * CONFIG.num_generations,)
+    assert (out["ref_nll"] > 0).all()  # a random 40-token model is far from certain
+    assert (out["ref_nll"] < 2 * torch.log(torch.tensor(float(VOCAB)))).all()

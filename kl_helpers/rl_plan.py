@@ -1,0 +1,208 @@
+"""Notebook 10's experiment: its config (full, or quick for CI via ``beta_sweep.quick_mode``), the
+training and held-out prompts, and the held-out evaluation every run and Best-of-N share.
+Introduced in notebook 10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kl_helpers.beta_sweep import quick_mode
+from kl_helpers.rl import RLConfig, distinct_n
+from kl_helpers.rl_loop import evaluate_policy
+
+_ITEMS = (
+    "the medicine you take for your headaches",
+    "the pill your doctor prescribed for sleep",
+    "your allergy tablets",
+    "the cream you used for a rash",
+    "the antidepressant you started last year",
+    "your blood pressure medication",
+    "the painkiller you took after surgery",
+    "the inhaler you use for asthma",
+    "the drug you take for migraines",
+    "the antibiotic you finished last week",
+    "your acne treatment",
+    "the nasal spray you use in spring",
+    "the vitamin supplement you take daily",
+    "the anxiety medication you were given",
+    "your diabetes medicine",
+    "the cough syrup you bought",
+)
+PROMPTS: tuple[str, ...] = tuple(f"Write a one-sentence review of {item}." for item in _ITEMS)
+
+
+@dataclass(frozen=True)
+class RLHFPlan:
+    """Notebook 10's settings; each field says why it has its value."""
+
+    mode: str = "full"  # "full" (the saved outputs) or "quick" (nbval/CI)
+    llm: str | None = None  # None: the resolver's rule; "bundled" forces the offline GGUF
+    train_prompts: tuple[str, ...] = PROMPTS[:12]  # the policy is updated on these only
+    heldout_prompts: tuple[str, ...] = PROMPTS[12:]  # every evaluation; never trained on
+    proxy: str = "sentiment"  # reward being optimised: notebook 07's adjective-driven classifier
+    gold: str = "reviews"  # the "true" reward: notebook 08's classifier of real drug reviews
+    proxy_epochs: int | None = None  # None: the recipe's epochs; quick mode trains fewer
+    gold_epochs: int | None = None  # None: the recipe's (notebook 08's reference, cached there)
+    reward_kind: str = "logit"  # log-odds of "positive" (nats): unbounded, so it can be hacked
+    base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=40, max_new_tokens=24)  # LoRA RL lr
+    hack_steps: int = 40  # the β = 0 run: long enough for the reward hacking to show
+    sweep_steps: int = 10  # each β > 0 run (and the β = 0 run's point at this step)
+    betas: tuple[float, ...] = (0.1, 0.3, 1.0)  # per-response KL weights (reward nats per nat)
+    compare_beta: float = 0.3  # the β at which k1-in-reward meets k3-in-loss
+    eval_every: int = 5  # held-out evaluation every this many updates
+    eval_generations: int = 2  # held-out responses per prompt and evaluation
+    bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # Best-of-N sizes
+    bon_pool: int = 48  # reference samples per held-out prompt for Best-of-N (M ≫ N)
+    seed: int = 0
+
+    def replace(self, **changes) -> RLHFPlan:
+        """A copy with some fields changed (the notebook's edit cell uses it)."""
+        return dataclasses.replace(self, **changes)
+
+    def run_config(self, beta: float, kl_estimator: str = "k1_reward") -> RLConfig:
+        """The RLConfig of one run: β = 0 runs ``hack_steps``, the others ``sweep_steps``."""
+        steps = self.hack_steps if beta == 0 else self.sweep_steps
+        return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=self.seed)
+
+    def eval_config(self) -> RLConfig:
+        """Sampling settings of the held-out evaluation (``eval_generations`` per prompt)."""
+        return self.base.replace(num_generations=self.eval_generations)
+
+
+QUICK = RLHFPlan(
+    mode="quick",
+    train_prompts=PROMPTS[:4],
+    heldout_prompts=PROMPTS[12:14],
+    proxy_epochs=2,
+    gold_epochs=1,  # notebook 08's quick reference: cached by 08 under `make nbval`
+    base=RLConfig(beta=0.0, lr=2e-3, steps=4, max_new_tokens=8, num_generations=2),
+    hack_steps=4,
+    sweep_steps=2,
+    betas=(0.1, 1.0),
+    compare_beta=0.1,
+    eval_every=2,
+    eval_generations=2,
+    bon_ns=(1, 2, 4),
+    bon_pool=8,
+)
+
+
+def rlhf_plan(quick: bool | None = None) -> RLHFPlan:
+    """The full plan, or the quick one when ``quick`` (default: $KL_QUICK / $CI) says so."""
+    if quick is None:
+        quick = quick_mode()
+    return QUICK if quick else RLHFPlan()
+
+
+def heldout_metrics(
+    policy, tokenizer, prompts: Sequence[str], proxy, gold, config: RLConfig, seed: int = 0,
+    keep_texts: int = 4,
+) -> dict:  # fmt: skip
+    """Means over held-out responses: proxy and gold reward, KL(π‖π_ref) per response (nats),
+    the reference's per-token NLL (nats/token), length (tokens), distinct-2; plus a few texts."""
+    out = evaluate_policy(policy, tokenizer, prompts, proxy, config, seed)
+    texts = out["texts"]
+    gold_r = torch.as_tensor(gold(texts), dtype=torch.float32).reshape(-1)
+    return {
+        "reward": out["reward"].mean().item(),
+        "gold": gold_r.mean().item(),
+        "kl": out["kl"].mean().item(),
+        "ref_nll": out["ref_nll"].mean().item(),
+        "length": out["length"].float().mean().item(),
+        "distinct2": distinct_n(texts, 2),
+        "texts": list(texts[:keep_texts]),
+    }
+
+
+def reference_pool(
+    model, tokenizer, prompts: Sequence[str], proxy, gold, config: RLConfig, size: int, *,
+    model_name: str, results_dir=None, chunk: int = 16, progress: bool | None = None,
+) -> list[dict]:  # fmt: skip
+    """``size`` responses from π_ref (``model``, no adapter) per prompt with their proxy and gold
+    rewards, sampled ``chunk`` at a time; cached as JSON in ``results_dir`` (resumable per prompt).
+
+    Returns one dict per prompt: ``texts``, ``reward`` (proxy) and ``gold`` lists.
+    """
+    import json
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from kl_helpers.experiment import show_progress
+    from kl_helpers.results import code_fingerprint, default_results_dir
+    from kl_helpers.rl_loop import rollout
+
+    if size < 1 or chunk < 1:
+        raise ValueError(f"size and chunk must be >= 1, got {size} and {chunk}")
+    results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
+    names = [model_name, proxy.label, gold.label, str(size), str(chunk), code_fingerprint()]
+    key = config.key(*names, *prompts)
+    folder = results_dir / f"bon-pool-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    bar = tqdm(total=len(prompts) * size, desc="π_ref pool", disable=not show_progress(progress))
+    for i, prompt in enumerate(prompts):
+        path = folder / f"prompt-{i}.json"
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+            bar.update(size)
+            continue
+        texts: list[str] = []
+        for start in range(0, size, chunk):
+            cfg = config.replace(num_generations=max(2, min(chunk, size - start)))
+            seed = config.seed * 100_003 + 50_000 + i * 1_000 + start
+            texts += rollout(model, tokenizer, [prompt], cfg, seed)[4][: size - start]
+            bar.update(min(chunk, size - start))
+        entry = {
+            "prompt": prompt,
+            "texts": texts,
+            "reward": [float(r) for r in proxy(texts)],
+            "gold": [float(r) for r in gold(texts)],
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry))
+        tmp.replace(path)
+        out.append(entry)
+    bar.close()
+    return out
+
+
+def best_of_n_table(pool: Sequence[dict], ns: Sequence[int]):
+    """Per N, means over prompts: Best-of-N's KL to the pool (exact, nats), the bound
+    log N − (N−1)/N, and its expected proxy and gold rewards (exact over the pool)."""
+    import pandas as pd
+
+    from kl_helpers.rl import best_of_n_kl_bound, best_of_n_pool
+
+    rows = []
+    for n in ns:
+        kls, proxy, gold, ties = [], [], [], []
+        for entry in pool:
+            dist = best_of_n_pool(torch.tensor(entry["reward"]), entry["texts"], n)
+            p = dist["p"]
+            kls.append(dist["kl"])
+            proxy.append(float((p * dist["reward"]).sum()))
+            g = torch.tensor(entry["gold"], dtype=torch.float64)[dist["index"]]
+            gold.append(float((p * g).sum()))
+            ties.append(1 - len(p) / len(entry["texts"]))
+        rows.append({
+            "N": n, "kl": sum(kls) / len(kls), "bound": best_of_n_kl_bound(n),
+            "reward": sum(proxy) / len(proxy), "gold": sum(gold) / len(gold),
+            "duplicate share": sum(ties) / len(ties),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def reward_config(recipe: str, epochs: int | None):
+    """The engine config of a reward ``recipe`` (``reward.RECIPES``), with ``epochs`` if given."""
+    from kl_helpers.reward import RECIPES
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    config = RECIPES[recipe]
+    return config if epochs is None else config.replace(epochs=epochs)

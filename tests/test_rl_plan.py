@@ -1,0 +1,89 @@
+"""Tests of kl_helpers.rl_plan (notebook 10's plan, held-out metrics, the Best-of-N pool) on the
+tiny causal LM and character tokenizer of test_rl_loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from kl_helpers.reward import RECIPES
+from kl_helpers.rl import best_of_n_kl_bound
+from kl_helpers.rl_loop import add_lora
+from kl_helpers.rl_plan import (
+    PROMPTS,
+    QUICK,
+    RLHFPlan,
+    best_of_n_table,
+    heldout_metrics,
+    reference_pool,
+    reward_config,
+    rlhf_plan,
+)
+from tests.test_rl_loop import CONFIG, CharTokenizer, a_reward, tiny_llama
+from tests.test_rl_loop import PROMPTS as TINY_PROMPTS
+
+
+def test_plans_keep_held_out_prompts_apart_and_quick_is_smaller(monkeypatch):
+    for plan in (RLHFPlan(), QUICK):
+        assert not set(plan.train_prompts) & set(plan.heldout_prompts)
+        assert set(plan.train_prompts) | set(plan.heldout_prompts) <= set(PROMPTS)
+        assert plan.compare_beta in plan.betas and all(b > 0 for b in plan.betas)
+        assert plan.hack_steps % plan.eval_every == 0 and plan.sweep_steps % plan.eval_every == 0
+        assert max(plan.bon_ns) < plan.bon_pool and plan.bon_ns[0] == 1
+    full = RLHFPlan()
+    assert QUICK.hack_steps < full.hack_steps and QUICK.bon_pool < full.bon_pool
+    monkeypatch.setenv("KL_QUICK", "1")
+    assert rlhf_plan() is QUICK
+    monkeypatch.setenv("KL_QUICK", "0")
+    assert rlhf_plan().mode == "full"
+
+
+def test_run_config_gives_beta_zero_the_long_run():
+    plan = RLHFPlan()
+    assert plan.run_config(0.0).steps == plan.hack_steps
+    k3 = plan.run_config(0.1, "k3_loss")
+    assert k3.steps == plan.sweep_steps and k3.beta == 0.1 and k3.kl_estimator == "k3_loss"
+    assert plan.eval_config().num_generations == plan.eval_generations
+
+
+def test_reward_config_overrides_only_the_epochs():
+    assert reward_config("reviews", None) == RECIPES["reviews"]
+    assert reward_config("sentiment", 2) == RECIPES["sentiment"].replace(epochs=2)
+    with pytest.raises(ValueError, match="recipe"):
+        reward_config("nope", None)
+
+
+def test_heldout_metrics_at_the_start_show_no_kl():
+    policy, tok = add_lora(tiny_llama(), CONFIG), CharTokenizer()
+    out = heldout_metrics(policy, tok, TINY_PROMPTS[:2], a_reward, a_reward, CONFIG, keep_texts=2)
+    assert out["kl"] == pytest.approx(0.0, abs=1e-6) and out["reward"] == out["gold"]
+    assert 0 <= out["distinct2"] <= 1 and out["ref_nll"] > 0 and len(out["texts"]) == 2
+
+
+def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
+    model, tok = tiny_llama(), CharTokenizer()
+    kw = {"model_name": "tiny", "results_dir": tmp_path, "chunk": 4, "progress": False}
+
+    class Named:
+        label = "a-share"
+
+        def __call__(self, texts):
+            return a_reward(texts)
+
+    pool = reference_pool(model, tok, TINY_PROMPTS[:2], Named(), Named(), CONFIG, 10, **kw)
+    assert [len(e["texts"]) for e in pool] == [10, 10]
+    assert pool[0]["reward"] == pytest.approx(a_reward(pool[0]["texts"]).tolist())
+
+    class Refuses(Named):
+        def __call__(self, texts):
+            raise AssertionError("a cached pool must not be scored again")
+
+    assert (
+        reference_pool(model, tok, TINY_PROMPTS[:2], Refuses(), Refuses(), CONFIG, 10, **kw) == pool
+    )
+    table = best_of_n_table(pool, [1, 2, 4])
+    assert list(table["N"]) == [1, 2, 4] and table["kl"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    assert (table["kl"] <= table["bound"] + 1e-12).all()
+    assert table["bound"].iloc[-1] == pytest.approx(best_of_n_kl_bound(4))
+    assert (table["reward"].diff().dropna() >= -1e-12).all()  # best of more is never worse
+    with pytest.raises(ValueError):
+        reference_pool(model, tok, TINY_PROMPTS[:1], Named(), Named(), CONFIG, 0, **kw)
