@@ -60,6 +60,49 @@ class RLHFPlan:
     bon_pool: int = 48  # reference samples per held-out prompt for Best-of-N (M ≫ N)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        from kl_helpers.edits import check_betas, check_seed
+        from kl_helpers.reward import RECIPES, REWARD_KINDS
+
+        if self.mode not in ("full", "quick"):
+            raise ValueError(f"mode must be 'full' or 'quick', got {self.mode!r}")
+        if not self.train_prompts or not self.heldout_prompts:
+            raise ValueError("train_prompts and heldout_prompts must both be non-empty")
+        if set(self.train_prompts) & set(self.heldout_prompts):
+            raise ValueError("a held-out prompt is also a training prompt: keep the two apart")
+        if len(self.train_prompts) < self.base.prompts_per_step:
+            raise ValueError(
+                f"need >= {self.base.prompts_per_step} train_prompts (base.prompts_per_step)"
+            )
+        for name in ("proxy", "gold"):
+            if getattr(self, name) not in RECIPES:
+                raise ValueError(
+                    f"{name} must be one of {tuple(RECIPES)}, got {getattr(self, name)!r}"
+                )
+        if self.reward_kind not in REWARD_KINDS:
+            raise ValueError(f"reward_kind must be one of {REWARD_KINDS}, got {self.reward_kind!r}")
+        object.__setattr__(self, "betas", check_betas(self.betas, "betas"))
+        if self.compare_beta not in self.betas:
+            raise ValueError(f"compare_beta={self.compare_beta} must be one of betas {self.betas}")
+        if not 1 <= self.eval_every <= self.sweep_steps <= self.hack_steps:
+            raise ValueError(
+                "need 1 <= eval_every <= sweep_steps <= hack_steps (the β = 0 run is read at "
+                f"the sweep's step), got {self.eval_every}, {self.sweep_steps}, {self.hack_steps}"
+            )
+        if self.sweep_steps % self.eval_every:
+            raise ValueError(
+                f"sweep_steps ({self.sweep_steps}) must be a multiple of eval_every "
+                f"({self.eval_every}): the β = 0 run needs an evaluation at that step"
+            )
+        if self.eval_generations < 2:
+            raise ValueError(f"eval_generations must be >= 2, got {self.eval_generations}")
+        ns = list(self.bon_ns)
+        if not ns or ns[0] != 1 or ns != sorted(set(ns)) or any(int(n) != n for n in ns):
+            raise ValueError(f"bon_ns must be increasing integers starting at 1, got {self.bon_ns}")
+        if self.bon_pool < 2 * ns[-1]:
+            raise ValueError(f"bon_pool ({self.bon_pool}) must be >= 2 × the largest N ({ns[-1]})")
+        check_seed(self.seed, "seed")
+
     def replace(self, **changes) -> RLHFPlan:
         """A copy with some fields changed (the notebook's edit cell uses it)."""
         return dataclasses.replace(self, **changes)

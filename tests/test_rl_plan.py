@@ -87,3 +87,28 @@ def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
     assert (table["reward"].diff().dropna() >= -1e-12).all()  # best of more is never worse
     with pytest.raises(ValueError):
         reference_pool(model, tok, TINY_PROMPTS[:1], Named(), Named(), CONFIG, 0, **kw)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"betas": (0.0, 0.3)}, "finite βs > 0"),
+        ({"betas": (0.3, 0.3)}, "twice"),
+        ({"compare_beta": 0.5}, "compare_beta"),
+        ({"sweep_steps": 7}, "multiple of eval_every"),
+        ({"hack_steps": 5}, "sweep_steps <= hack_steps"),
+        ({"bon_ns": (2, 4)}, "starting at 1"),
+        ({"bon_pool": 20}, "bon_pool"),
+        ({"heldout_prompts": PROMPTS[:1]}, "also a training prompt"),
+        ({"gold": "imdb"}, "gold must be one of"),
+        ({"reward_kind": "score"}, "reward_kind"),
+        ({"mode": "fast"}, "mode"),
+    ],
+)
+def test_an_edit_that_cannot_run_fails_in_the_edit_cell(change, message):
+    with pytest.raises(ValueError, match=message):
+        RLHFPlan().replace(**change)
+
+
+def test_edited_betas_are_sorted_floats():
+    assert RLHFPlan().replace(betas=(1, 0.1, 0.3)).betas == (0.1, 0.3, 1.0)

@@ -17,7 +17,6 @@ import sys
 
 import pytest
 import torch
-from trainer_args import train_args
 from transformers import DataCollatorWithPadding, TrainerCallback, default_data_collator
 
 from kl_helpers.data import article_split
@@ -31,6 +30,7 @@ from kl_helpers.trainer import (
     main,
     tokenize_dataset,
 )
+from tests.trainer_args import train_args
 
 DDP_TIMEOUT_S = 180  # the 2-process run takes ~15 s on 2 shared cores
 # Two processes × batch 4 vs one process × batch 8 on the same 8 sentences: the gradient is the

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from trainer_args import train_args
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from kl_helpers import precision, trainer_utils
@@ -26,6 +25,7 @@ from kl_helpers.trainer_cli import (
     kl_training_arguments,
 )
 from kl_helpers.training import autocast_dtype
+from tests.trainer_args import train_args
 
 
 def args_for(tmp_path, **kw) -> KLTrainingArguments:
