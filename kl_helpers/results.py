@@ -15,7 +15,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,12 +180,32 @@ def is_finished(results_dir: Path | str, config: ExperimentConfig, key: str) -> 
     return meta.get("key") == key and meta.get("format_version") == FORMAT_VERSION
 
 
-def save_run(result: RunResult, results_dir: Path | str) -> Path:
-    """Write ``result`` atomically to its folder (replacing a stale one); return the folder."""
-    final = run_dir(results_dir, result.config, result.key)
+@contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside ``final`` that replaces ``final`` when the block succeeds
+    (and is removed if it raises): readers never see a half-written run."""
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def save_run(result: RunResult, results_dir: Path | str) -> Path:
+    """Write ``result`` atomically to its folder (replacing a stale one); return the folder."""
+    final = run_dir(results_dir, result.config, result.key)
+    with atomic_folder(final) as tmp:
+        _write_run_files(tmp, result)
+    return final
+
+
+def _write_run_files(tmp: Path, result: RunResult) -> None:
+    """history.csv, probabilities.csv, then run.json (the marker of a finished run)."""
     _write_history(tmp / "history.csv", result.history)
     _write_probs(tmp / "probabilities.csv", result)
     meta = {
@@ -199,9 +220,6 @@ def save_run(result: RunResult, results_dir: Path | str) -> Path:
         "steps": len(result.history),
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
 
 
 def load_run(results_dir: Path | str, config: ExperimentConfig, key: str) -> RunResult:

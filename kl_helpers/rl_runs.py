@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +16,13 @@ from pathlib import Path
 
 import torch
 
-from kl_helpers.results import FORMAT_VERSION, default_results_dir, is_finished, run_dir
+from kl_helpers.results import (
+    FORMAT_VERSION,
+    atomic_folder,
+    default_results_dir,
+    is_finished,
+    run_dir,
+)
 from kl_helpers.rl import RLConfig
 from kl_helpers.rl_loop import (
     HISTORY_FIELDS,
@@ -44,12 +48,16 @@ class RLRun:
 
 def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
     """Write ``run`` atomically (history.csv, adapter.safetensors, run.json last)."""
+    final = run_dir(results_dir, run.config, run.key)
+    with atomic_folder(final) as tmp:
+        _write_rl_files(tmp, run)
+    return final
+
+
+def _write_rl_files(tmp: Path, run: RLRun) -> None:
+    """history.csv, adapter.safetensors, then run.json (the marker of a finished run)."""
     from safetensors.torch import save_file
 
-    final = run_dir(results_dir, run.config, run.key)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     with open(tmp / "history.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(("step", *HISTORY_FIELDS))
@@ -66,9 +74,6 @@ def save_rl_run(run: RLRun, results_dir: Path | str) -> Path:
         "evals": run.history.evals,
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
 
 
 def load_rl_run(results_dir: Path | str, config: RLConfig, key: str) -> RLRun:

@@ -14,6 +14,7 @@ from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import entropy
 from kl_helpers.results import (
     LossHistory,
+    atomic_folder,
     code_fingerprint,
     default_results_dir,
     is_finished,
@@ -216,3 +217,19 @@ def test_sft_without_reference_cache_records_finite_totals(tmp_path, data, tiny,
     assert result.history.total == result.history.task
     loaded = load_run(tmp_path, result.config, result.key)
     assert loaded.history.total == result.history.task
+
+
+def test_atomic_folder_replaces_on_success_and_keeps_the_old_run_on_error(tmp_path):
+    final = tmp_path / "run"
+    final.mkdir()
+    (final / "run.json").write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_folder(final) as tmp:
+            (tmp / "run.json").write_text("half")
+            raise RuntimeError("interrupted")
+    assert (final / "run.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folder left behind
+    with atomic_folder(final) as tmp:
+        (tmp / "run.json").write_text("new")
+    assert (final / "run.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
