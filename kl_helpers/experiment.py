@@ -16,7 +16,7 @@ import torch
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.encoding import Encoded, TextData, encode
 from kl_helpers.precision import adamw_implementation, autocast_dtype, fused_adamw_available
-from kl_helpers.reference import frozen_reference, predict_logits
+from kl_helpers.reference import ReferenceLogits, frozen_reference, predict_logits
 from kl_helpers.results import (
     RunResult,
     default_results_dir,
@@ -57,11 +57,13 @@ def run_experiment(
     tokenizer=None,
     model_name: str | None = None,
     on_trained: Callable[[torch.nn.Module], None] | None = None,
+    reference_logits: ReferenceLogits | None = None,
 ) -> RunResult:
     """Train one run and evaluate it; ``model`` is the untouched start model (copied, not changed).
 
     ``on_trained`` is called with the trained model before it is discarded (e.g. to keep its
-    weights, as ``kl_helpers.retention.trained_reference`` does).
+    weights, as ``kl_helpers.retention.trained_reference`` does). ``reference_logits`` (as
+    ``run_sweep`` passes) reuses the reference's logits on texts an earlier run already scored.
 
     Without ``model``/``tokenizer`` they are loaded via ``kl_helpers.models`` from
     ``config.model`` with head seed ``config.seed``. With ``model`` given, pass the tokenizer and
@@ -95,12 +97,21 @@ def run_experiment(
     def probs(net_logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(net_logits.double(), dim=-1).cpu()
 
-    ref_train_logits = logits(reference, train)  # once per text: reused at every step
-    ref_test_logits = logits(reference, test)
+    independent = config.reference == "independent_head"
+    settings = (config.reference, config.reference_seed if independent else None)
+    settings += (config.eval_batch_size, pad_to, str(amp_dtype), device.type)
+
+    def reference_logits_of(enc: Encoded) -> torch.Tensor:
+        if reference_logits is None:
+            return logits(reference, enc)
+        return reference_logits.get(model, enc, settings, lambda: logits(reference, enc))
+
+    ref_train_logits = reference_logits_of(train)  # once per text: reused at every step
+    ref_test_logits = reference_logits_of(test)
     replay = None
     if config.kl_inputs != "task":  # replay texts: their reference logits also once
         replay_enc = encode(tokenizer, data.replay_texts, None, config.max_length)
-        replay = Replay(replay_enc, logits(reference, replay_enc), config.replay_batch_size)
+        replay = Replay(replay_enc, reference_logits_of(replay_enc), config.replay_batch_size)
     if config.reference == "same_start":  # an exact copy: the start model predicts the same
         start_train_logits, start_test_logits = ref_train_logits, ref_test_logits
     else:
@@ -169,13 +180,16 @@ def run_sweep(
     model_name: str | None = None,
     progress: bool | None = None,
     force: bool = False,
+    reference_logits: ReferenceLogits | None = None,
 ) -> list[RunResult]:
     """Run every config (or load it from ``results_dir`` if finished there); results in order.
 
     A run is cached under a key of its config (model and device resolved) and the data's
     fingerprint, so a changed config or data set reruns; ``force`` reruns everything. Models
     are loaded once per (model, seed) and copied per run. ``model`` (with ``tokenizer`` and
-    ``model_name``) overrides loading, e.g. a tiny BERT in tests.
+    ``model_name``) overrides loading, e.g. a tiny BERT in tests. The reference's logits on the
+    same texts are computed once for all runs from one start model (``reference_logits``: pass
+    one to share them between sweeps, e.g. task and replay runs on the same held-out texts).
     """
     from tqdm.auto import tqdm
 
@@ -186,6 +200,7 @@ def run_sweep(
     tokenizers: dict[str, object] = {}
     start_models: dict[tuple[str, int, int], torch.nn.Module] = {}
     out: list[RunResult] = []
+    reference_logits = reference_logits if reference_logits is not None else ReferenceLogits()
     bar = tqdm(configs, desc="runs", disable=not show_progress(progress), leave=False)
     for config in bar:
         bar.set_postfix_str(config.label)
@@ -212,7 +227,14 @@ def run_sweep(
             if slot not in start_models:
                 start_models[slot] = models.load_classifier(choice, data.num_labels, config.seed)
             start_model = start_models[slot]
-        result = run_experiment(full, data, model=start_model, tokenizer=tok, model_name=name)
+        result = run_experiment(
+            full,
+            data,
+            model=start_model,
+            tokenizer=tok,
+            model_name=name,
+            reference_logits=reference_logits,
+        )
         save_run(result, results_dir)
         out.append(result)
     bar.close()

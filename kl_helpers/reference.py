@@ -3,13 +3,16 @@
 ``make_reference`` copies (or takes) a model and freezes it: eval mode, no gradients, dropout off.
 For a PEFT (LoRA) policy no copy is needed: ``reference_view`` yields the policy itself with its
 adapters disabled, TRL's approach. ``logits_once`` runs a model over fixed batches in eval mode
-and under ``no_grad``, for the reference's logits on a fixed dataset. Introduced in notebook 06.
+and under ``no_grad``, for the reference's logits on a fixed dataset; ``ReferenceLogits`` shares
+them between the runs of a sweep. Introduced in notebook 06.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 
 import torch
@@ -153,3 +156,27 @@ def predict_logits(
     unsort = torch.empty(len(order), dtype=torch.long)
     unsort[torch.tensor(order)] = torch.arange(len(order))
     return logits[unsort.to(device)]
+
+
+class ReferenceLogits:
+    """Reference logits shared by the runs of a sweep: computed once per (start model, texts,
+    settings) and reused, so e.g. 379 held-out texts are not re-run through the same frozen
+    reference in every run. Valid while the start models' weights do not change."""
+
+    def __init__(self) -> None:
+        self._memo: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def get(
+        self, start_model: torch.nn.Module, data: Encoded, settings: tuple, compute
+    ) -> torch.Tensor:
+        """``compute()`` the first time for these token ids and ``settings``, then the copy."""
+        ids = hashlib.sha256(b"|".join(x.numpy().tobytes() for x in data.ids)).hexdigest()
+        key = (ids, len(data), settings)
+        memo = self._memo.setdefault(start_model, {})
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def __len__(self) -> int:
+        """How many logit tables are held."""
+        return sum(len(m) for m in self._memo.values())

@@ -24,18 +24,42 @@ TINY = ExperimentConfig(model="minilm", epochs=1, max_length=16, batch_size=4)
 def test_full_plan_covers_the_issue():
     plan = retention.PLANS["full"]
     assert len(plan.seeds) >= 3
-    betas = plan.betas + plan.grid_betas
-    assert any(b in ARTICLE_BETAS for b in betas) and max(betas) > 1
+    assert set(ARTICLE_BETAS) <= set(plan.betas) and max(plan.betas) > 1
+    assert len(plan.replay_betas) >= 3 and min(plan.replay_betas) < 1 < max(plan.replay_betas)
     assert (plan.task.lr, plan.task.batch_size, plan.task.epochs) == (1e-4, 8, 100)
     configs = plan.configs("article")
-    expected = len(plan.seeds) * (1 + 2 * len(plan.betas)) + 2 * len(plan.grid_betas) * len(
-        [s for s in plan.grid_seeds if s in plan.seeds]
-    )
-    assert len(configs) == expected
-    grid = [c for c in configs if c.beta in plan.grid_betas]
-    assert {c.seed for c in grid} == set(plan.grid_seeds)
+    assert len(configs) == len(plan.seeds) * (1 + 2 * len(plan.betas))
     assert {c.method for c in configs} == {"sft", *retention.KL_METHODS}
-    assert plan.n_runs() > len(configs)
+    for beta in plan.betas:  # every β with every seed, in both directions
+        runs = {(c.method, c.seed) for c in configs if c.beta == beta}
+        assert runs == {(m, s) for m in retention.KL_METHODS for s in plan.seeds}
+    replay = plan.replay_configs()
+    assert len(replay) == len(plan.seeds) * 2 * len(plan.replay_betas)
+    assert {c.kl_inputs for c in replay} == {"replay"}
+    assert {c.replay_batch_size for c in replay} == {plan.replay_batch_size}
+    assert plan.n_runs() == len(configs) + len(replay)
+
+
+def test_edited_plan_overrides_and_validates():
+    plan = retention.PLANS["quick"]
+    assert retention.edited_plan(plan) == plan
+    edited = retention.edited_plan(plan, betas=[1, 10], replay_betas=[], seeds=[3], model="minilm")
+    assert edited.betas == (1.0, 10.0) and edited.replay_betas == () and edited.seeds == (3,)
+    assert edited.reference.model == "minilm" and edited.task == plan.task
+    assert retention.edited_plan(plan, tasks=["flipped"]).tasks == ("flipped",)
+    bad = [
+        {"betas": []},
+        {"betas": [0.0]},
+        {"betas": [float("inf")]},
+        {"replay_betas": [-1]},
+        {"seeds": []},
+        {"seeds": [1, 1]},
+        {"seeds": [0.5]},
+        {"tasks": ["nonsense"]},
+    ]
+    for edit in bad:
+        with pytest.raises(ValueError):
+            retention.edited_plan(plan, **edit)
 
 
 def test_quick_plan_is_smaller_and_chosen_by_the_switch():

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.divergences import kl_divergence
+from kl_helpers.models import build_tiny_bert
 from kl_helpers.training import (
     TextData,
     article_data,
@@ -281,3 +282,49 @@ def test_replay_runs_are_keyed_and_differ(tiny, tokenizer, data):
     assert run(base, data, tiny, tokenizer).history.total == task.history.total
     with pytest.raises(ValueError, match="needs TextData.replay_texts"):
         run(base.replace(kl_inputs="both"), data, tiny, tokenizer)
+
+
+def test_shared_reference_logits_change_no_number(tiny, tokenizer, data, monkeypatch):
+    from kl_helpers import experiment
+    from kl_helpers.reference import ReferenceLogits
+
+    with_replay = data.with_replay(REPLAY)
+    configs = [
+        FAST.replace(method="forward", beta=0.3),
+        FAST.replace(method="reverse", beta=1.0, seed=1),
+        FAST.replace(method="forward", beta=1.0, kl_inputs="replay", replay_batch_size=2),
+    ]
+    plain = [run(c, with_replay, tiny, tokenizer) for c in configs]
+    calls = []
+    real = experiment.predict_logits
+    monkeypatch.setattr(
+        experiment, "predict_logits", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    memo = ReferenceLogits()
+    shared = [
+        run_experiment(
+            c,
+            with_replay,
+            model=tiny,
+            tokenizer=tokenizer,
+            model_name="tiny",
+            reference_logits=memo,
+        )
+        for c in configs
+    ]
+    for a, b in zip(plain, shared, strict=True):
+        assert a.history == b.history
+        for name, probs in a.probs.items():
+            assert torch.equal(probs, b.probs[name]), name
+    # the reference scored train, test and replay texts once: 3 + 2 final evaluations per run
+    assert len(memo) == 3 and len(calls) == 3 + 2 * len(configs)
+    other = build_tiny_bert(num_labels=3, seed=1)  # another start model: its own logits
+    run_experiment(
+        configs[0],
+        with_replay,
+        model=other,
+        tokenizer=tokenizer,
+        model_name="t",
+        reference_logits=memo,
+    )
+    assert len(memo) == 5

@@ -23,6 +23,7 @@ LABELS = {  # axis label of each retention-table column, with its unit
     "nll": "held-out review NLL (nats)",
     "kl_to_ref": "held-out KL(p_ref‖p_θ) (nats)",
 }
+REPLAY_COLOR = "#2a9d3f"  # the replay-KL curve when one direction is drawn
 KL_ON_STYLE = {
     "task": {"marker": "o", "suffix": ""},
     "replay": {"marker": "s", "suffix": ", replay"},
@@ -48,20 +49,24 @@ def plot_retention_tradeoff(
     reference: float | None = None,
     kl_on: tuple[str, ...] = ("task",),
     annotate: bool = True,
+    methods: tuple[str, ...] = ("forward", "reverse"),
     ax: Axes | None = None,
 ) -> Axes:
-    """Retention ``y`` against new-task fit ``x`` for every (direction, where the KL is taken),
-    one point per β (seed mean, min–max bars), SFT as a black star; ``reference`` a level line."""
+    """Retention ``y`` against new-task fit ``x`` for every (direction in ``methods``, where the
+    KL is taken), one point per β (seed mean, min–max bars), SFT as a black star; ``reference``
+    a level line."""
     ax = get_ax(ax)
     rows = table[table["task"] == task]
     sft = _seed_stats(rows[rows["method"] == "sft"], [x, y])
     for where in kl_on:
-        for method in ("forward", "reverse"):
+        for method in methods:
             sel = rows[(rows["method"] == method) & (rows["kl_on"] == where)]
             if sel.empty:
                 continue
             stats = _seed_stats(sel, [x, y]).sort_values("beta")
             style = METHOD_STYLE[method]
+            if where != "task" and len(methods) == 1:  # one direction: tell the two apart by colour
+                style = {**style, "color": REPLAY_COLOR, "linestyle": "-"}
             _errorbar(
                 ax,
                 stats,
@@ -88,7 +93,8 @@ def plot_retention_tradeoff(
         ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
-    ax.set_title(f"{task}: what was kept against how well the new task was fitted")
+    which = " and ".join(methods)
+    ax.set_title(f"{task}, {which}: kept vs new-task fit", fontsize=10)
     ax.legend(fontsize=8)
     return ax
 

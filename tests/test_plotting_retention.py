@@ -1,0 +1,37 @@
+"""Notebook-08 plot helpers: one direction or both, task-KL and replay-KL on the same Axes."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kl_helpers.plotting.retention import plot_retention_tradeoff, plot_retention_vs_beta  # noqa: E402
+
+
+def _table() -> pd.DataFrame:
+    rows = []
+    for seed in (0, 1):
+        rows.append(("none", "sft", 0.0, seed, 0.01, 0.50 + seed / 100))
+        for method in ("forward", "reverse"):
+            for beta in (0.3, 3.0):
+                rows.append(("task", method, beta, seed, beta / 5, 0.6 + beta / 30))
+            rows.append(("replay", method, 0.3, seed, 0.02, 0.68))
+    cols = ["kl_on", "method", "beta", "seed", "fit_nll", "accuracy"]
+    return pd.DataFrame(rows, columns=cols).assign(task="article")
+
+
+def test_tradeoff_draws_one_direction_with_replay_and_labels_units():
+    fig, axes = plt.subplots(1, 3)
+    one = plot_retention_tradeoff(
+        _table(), "article", kl_on=("task", "replay"), methods=("forward",), ax=axes[0]
+    )
+    assert one is axes[0]
+    labels = [t.get_text() for t in one.get_legend().get_texts()]
+    assert len(labels) == 3 and labels[-1] == "SFT"  # forward on the task, forward on replay
+    assert sum("replay" in x for x in labels) == 1
+    assert "nats" in one.get_xlabel() and "forward" in one.get_title()
+    both = plot_retention_tradeoff(_table(), "article", ax=axes[1])
+    assert len(both.get_legend().get_texts()) == 3  # forward, reverse (task only), SFT
+    assert plot_retention_vs_beta(_table(), "article", reference=0.68, ax=axes[2]) is axes[2]
+    plt.close(fig)
