@@ -25,7 +25,7 @@ def test_full_plan_covers_the_issue():
     plan = retention.PLANS["full"]
     assert len(plan.seeds) >= 3
     assert set(ARTICLE_BETAS) <= set(plan.betas) and max(plan.betas) > 1
-    assert len(plan.replay_betas) >= 3 and min(plan.replay_betas) < 1 < max(plan.replay_betas)
+    assert len(plan.replay_betas) >= 2 and min(plan.replay_betas) < 1 < max(plan.replay_betas)
     assert (plan.task.lr, plan.task.batch_size, plan.task.epochs) == (1e-4, 8, 100)
     configs = plan.configs("article")
     assert len(configs) == len(plan.seeds) * (1 + 2 * len(plan.betas))
@@ -34,7 +34,8 @@ def test_full_plan_covers_the_issue():
         runs = {(c.method, c.seed) for c in configs if c.beta == beta}
         assert runs == {(m, s) for m in retention.KL_METHODS for s in plan.seeds}
     replay = plan.replay_configs()
-    assert len(replay) == len(plan.seeds) * 2 * len(plan.replay_betas)
+    assert len(replay) == len(plan.seeds) * len(plan.replay_methods) * len(plan.replay_betas)
+    assert {c.method for c in replay} == set(plan.replay_methods) == {"forward"}
     assert {c.kl_inputs for c in replay} == {"replay"}
     assert {c.replay_batch_size for c in replay} == {plan.replay_batch_size}
     assert plan.n_runs() == len(configs) + len(replay)
@@ -47,6 +48,8 @@ def test_edited_plan_overrides_and_validates():
     assert edited.betas == (1.0, 10.0) and edited.replay_betas == () and edited.seeds == (3,)
     assert edited.reference.model == "minilm" and edited.task == plan.task
     assert retention.edited_plan(plan, tasks=["flipped"]).tasks == ("flipped",)
+    both = retention.edited_plan(plan, replay_methods=["forward", "reverse"])
+    assert {c.method for c in both.replay_configs()} == {"forward", "reverse"}
     bad = [
         {"betas": []},
         {"betas": [0.0]},
@@ -56,6 +59,9 @@ def test_edited_plan_overrides_and_validates():
         {"seeds": [1, 1]},
         {"seeds": [0.5]},
         {"tasks": ["nonsense"]},
+        {"replay_methods": []},
+        {"replay_methods": ["js"]},
+        {"replay_methods": ["forward", "forward"]},
     ]
     for edit in bad:
         with pytest.raises(ValueError):
@@ -132,6 +138,7 @@ def test_run_task_and_table_with_replay(cache):
         replay_betas=(1.0,),
         replay_batch_size=2,
         replay_tasks=("flipped",),
+        replay_methods=retention.KL_METHODS,
     )
     runs = retention.run_task(plan, "flipped", reference, HELD_OUT, HELD_OUT.train_texts, cache)
     assert len(runs) == plan.n_runs() == 5
