@@ -1,6 +1,6 @@
 # make run   - create .venv, install, execute every notebook in order (outputs saved in place)
 # make test  - same set-up, then ruff, unit tests, nbval over every notebook
-# make edits - notebooks 06 and 07 with edited parameters (papermill), every cell must run
+# make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -53,7 +53,7 @@ nbval: $(STAMP)
 
 test: lint unit nbval
 
-# A reader's edits, injected by papermill into the edit cells of notebooks 06 and 07 (quick mode,
+# A reader's edits, injected by papermill into the edit cells of notebooks 06, 07, 08 and 10 (quick mode,
 # bundled MiniLM, a temporary results folder): every cell must still run. Slow, so not in `test`.
 edits: $(STAMP)
 	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py

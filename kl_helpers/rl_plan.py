@@ -49,8 +49,8 @@ class RLHFPlan:
     proxy_epochs: int | None = None  # None: the recipe's epochs; quick mode trains fewer
     gold_epochs: int | None = None  # None: the recipe's (notebook 08's reference, cached there)
     reward_kind: str = "logit"  # log-odds of "positive" (nats): unbounded, so it can be hacked
-    base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=30, max_new_tokens=24)  # LoRA RL lr
-    hack_steps: int = 30  # the β = 0 run: long enough for the reward hacking to show
+    base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=40, max_new_tokens=24)  # LoRA RL lr
+    hack_steps: int = 40  # the β = 0 run: long enough for the reward hacking to show
     sweep_steps: int = 10  # each β > 0 run (and the β = 0 run's point at this step)
     betas: tuple[float, ...] = (0.1, 0.3, 1.0)  # per-response KL weights (reward nats per nat)
     compare_beta: float = 0.3  # the β at which k1-in-reward meets k3-in-loss

@@ -1,4 +1,4 @@
-"""A reader's edits, injected: notebooks 06 and 07 run top to bottom with edited parameters.
+"""A reader's edits, injected: notebooks 06, 07, 08 and 10 run top to bottom with edited parameters.
 
 Each edit cell is tagged ``parameters`` (papermill's convention); papermill inserts the edited
 values right after it, exactly as a reader's edit would, and executes the notebook in a fresh
@@ -23,6 +23,13 @@ CASES = {
     # 07 (quick mode): the same suggestion, then another β list with another seed
     "07-suggested": ("07_beta_strength.ipynb", {"BETAS": [0.05, 2.0]}),
     "07-other": ("07_beta_strength.ipynb", {"BETAS": [0.2, 1.5], "SEEDS": [3]}),
+    # 08 (quick mode): another β list and seed, with the replay KL in both directions
+    "08-other": (
+        "08_forgetting.ipynb",
+        {"BETAS": [1.0], "SEEDS": [1], "REPLAY_METHODS": ["forward", "reverse"]},
+    ),
+    # 10 (quick mode, bundled SmolLM2): the suggested βs; the comparison β becomes their middle
+    "10-suggested": ("10_rlhf.ipynb", {"BETAS": [0.05, 2.0], "SEED": 1}),
 }
 
 
@@ -39,6 +46,7 @@ def test_edited_notebook_runs_every_cell(case, results_dir, tmp_path, monkeypatc
     name, parameters = CASES[case]
     for var, value in {
         "KL_MODEL": "minilm",
+        "KL_LLM": "bundled",
         "KL_QUICK": "1",
         "KL_NO_PROGRESS": "1",
         "KL_RESULTS": str(results_dir),
