@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from kl_helpers.plotting import rl as pr  # noqa: E402
+from tests.plot_checks import assert_draws_on_given_axes  # noqa: E402
 
 
 def test_each_helper_returns_its_axes_with_labels():
@@ -18,11 +19,7 @@ def test_each_helper_returns_its_axes_with_labels():
         lambda ax: pr.plot_bon_kl([1, 2, 4], [0, 0.19, 0.6], [0, 0.193, 0.636], ax=ax),
         lambda ax: pr.plot_value_vs_kl({"run": ([0, 1], [0.5, 0.7])}, "gold", ax=ax),
     ]
-    for draw in draws:
-        fig, ax = plt.subplots()
-        assert draw(ax) is ax
-        assert ax.get_xlabel() and ax.get_ylabel()
-        plt.close(fig)
+    assert_draws_on_given_axes(draws)
 
 
 def test_kl_axes_say_nats_and_the_frontier_marks_each_run():

@@ -8,6 +8,7 @@ import torch  # noqa: E402
 
 from kl_helpers import token_kl as tk  # noqa: E402
 from kl_helpers.plotting import token_kl as pt  # noqa: E402
+from tests.plot_checks import assert_draws_on_given_axes  # noqa: E402
 
 
 def test_each_helper_returns_its_axes_with_labels():
@@ -18,11 +19,7 @@ def test_each_helper_returns_its_axes_with_labels():
         lambda ax: pt.plot_length_curves([1, 2], {"sum": [0.5, 1.0]}, ax=ax),
         lambda ax: pt.plot_token_bars(["a", "b"], {"p": [0.4, 0.6]}, ax=ax),
     ]
-    for draw in draws:
-        fig, ax = plt.subplots()
-        assert draw(ax) is ax
-        assert ax.get_xlabel() and ax.get_ylabel()
-        plt.close(fig)
+    assert_draws_on_given_axes(draws)
 
 
 def test_landscape_marks_minima():
