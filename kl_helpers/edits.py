@@ -1,9 +1,10 @@
 """Checks for the notebooks' edit cells: what a reader may change there, validated once.
 
-Every notebook with an edit cell (06's βs, seed and shown β; 07's grid and seeds; 10's run) passes
-the edited values through these functions in the cell right after it, so an inconsistent edit
-fails there with a message that says what to change, and every later cell derives what it shows
-from what ran. Introduced in notebook 06.
+Notebooks 06 (βs, seed, shown β), 07 (grid, seeds), 10 (the sweep's βs, through ``RLHFPlan``) and
+11 (the run) pass the edited values through these functions in the cell right after the edit
+cell (08 validates its plan in ``retention.edited_plan``), so an inconsistent edit fails there
+with a message that says what to change, and every later cell derives what it shows from what
+ran. Introduced in notebook 06.
 """
 
 from __future__ import annotations
