@@ -1,6 +1,7 @@
 # make run   - create .venv, install, execute every notebook in order (outputs saved in place)
 # make test  - same set-up, then ruff, unit tests, nbval over every notebook
 # make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
+# make other-models - notebooks 06-11 on models other than the saved ones, every cell must run
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval edits bench bench-rl clean
+.PHONY: setup run test lint unit nbval edits other-models bench bench-rl clean
 
 setup: $(STAMP)
 
@@ -57,6 +58,12 @@ test: lint unit nbval
 # bundled MiniLM, a temporary results folder): every cell must still run. Slow, so not in `test`.
 edits: $(STAMP)
 	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py
+
+# Notebooks 06-11 in quick mode on models other than the saved ones (the bundled MiniLM and SmolLM2
+# cut to fewer layers, built offline under build/other-models): every cell must run, the saved-run
+# claims are skipped, none of the others may fail. Slow, so not in `test`.
+other-models: $(STAMP)
+	KL_THREADS=$${KL_THREADS:-2} $(BIN)/python -m pytest -q -m other_models tests/test_other_models.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py

