@@ -81,7 +81,8 @@ class KLTrainingArguments(TrainingArguments):
         metadata={"help": "Dataset column with precomputed reference logits, if present."},
     )
     disable_dropout: bool = field(
-        default=False, metadata={"help": "Set dropout to 0 in the trained model (repeatable)."}
+        default=False,
+        metadata={"help": "Every dropout of the trained model off, LoRA's too (repeatable)."},
     )
     decay_all_parameters: bool = field(
         default=False,
@@ -144,10 +145,10 @@ class KLTrainer(Trainer):
             raise ValueError("KLTrainer needs KLTrainingArguments (beta, divergence, js_weight)")
         if not hasattr(Trainer, "get_batch_samples"):
             raise ValueError("KLTrainer needs transformers >= 4.46 (Trainer.get_batch_samples)")
-        if args.disable_dropout:
-            disable_dropout(model)
         if args.lora_r > 0 and not is_peft_model(model):
             model = lora_model(model, args)
+        if args.disable_dropout:  # after LoRA: its adapters' dropout too
+            disable_dropout(model)
         self.shift = args.shift_labels if args.shift_labels is not None else is_causal_lm(model)
         column = args.ref_logits_column
         precomputed = _has_column(kwargs.get("train_dataset"), column) and (

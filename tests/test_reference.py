@@ -222,3 +222,28 @@ def test_truncated_tree_runs_a_train_mode_ref_model_in_eval_mode():
         for key in ("policy", "ref", "support"):
             assert_close(a[key], b[key], rtol=1e-6, atol=1e-6)
     assert policy.training and ref_model.training
+
+
+def test_kltrainer_disable_dropout_reaches_the_lora_adapters(tmp_path):
+    from datasets import Dataset
+    from transformers import default_data_collator
+
+    from kl_helpers.trainer import KLTrainer
+    from tests.trainer_args import train_args
+
+    labels = IDS.masked_fill(MASK == 0, -100)
+    data = Dataset.from_dict({"input_ids": IDS, "attention_mask": MASK, "labels": labels})
+    args = train_args(
+        tmp_path, disable_dropout=True, lora_r=2, lora_dropout=0.5,
+        lora_target_modules="q_proj,v_proj",
+    )  # fmt: skip
+    trainer = KLTrainer(
+        model=build("llama"), args=args, train_dataset=data, data_collator=default_data_collator
+    )
+    with torch.no_grad():  # adapters that change the output, so their dropout is visible
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    want = eval_logits(trainer.model)
+    trainer.model.train()
+    assert_deterministic_eval_output(trainer.model, want)
