@@ -129,9 +129,10 @@ class KLTrainer(Trainer):
     Trainer's ``loss``, averaged like it over logging steps, accumulation and processes.
     """
 
-    # Scaling contract with the Trainer (see ``trainer_utils.loss_multiplier``): it divides
-    # compute_loss's value by the micro-batches of the step (we keep model_accepts_loss_kwargs
-    # False, TRL's setting) and checks nothing; training_step below checks that it did.
+    # Scaling contract (``trainer_utils.loss_multiplier``): the Trainer divides compute_loss's
+    # value by the step's micro-batches (model_accepts_loss_kwargs stays False, TRL's setting)
+    # and DDP averages over processes; compute_loss multiplies both back and training_step
+    # checks the Trainer's division at every micro-batch.
     loss_is_scaled_for_ga = False
 
     def __init__(
