@@ -227,11 +227,13 @@ def head_logits(model, hidden: torch.Tensor, norm_weight: torch.Tensor) -> torch
 
 def next_token_logits(model, prompt_ids: torch.Tensor, prefixes: torch.Tensor):
     """Logits (n, V) of the token after ``prompt_ids`` + each prefix (n, t), and the hidden state
-    before the final norm there (n, d); no gradient."""
+    before the final norm there (n, d); no gradient, eval mode (the model's modes restored)."""
+    from kl_helpers.reference import evaluated
+
     ids = torch.cat([prompt_ids.expand(prefixes.shape[0], -1), prefixes], dim=1).to(model.device)
     hook = _NormInput(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), evaluated(model):
             logits = model(ids).logits[:, -1]
     finally:
         hook.handle.remove()

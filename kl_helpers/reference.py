@@ -1,10 +1,12 @@
 """The frozen reference: one maker for the engine and ``KLTrainer``, and its logits computed once.
 
-``make_reference`` copies (or takes) a model and freezes it: eval mode, no gradients, dropout off.
-For a PEFT (LoRA) policy no copy is needed: ``reference_view`` yields the policy itself with its
-adapters disabled, TRL's approach. ``logits_once`` runs a model over fixed batches in eval mode
-and under ``no_grad``, for the reference's logits on a fixed dataset; ``ReferenceLogits`` shares
-them between the runs of a sweep. Introduced in notebook 06.
+``make_reference`` copies (or takes) a model and freezes it: eval mode, no gradients, dropout off
+(``disable_dropout``: modules, attention's float rates and config fields). Every reference
+forward goes through ``reference_view`` (or ``evaluated``), which runs it in eval mode whatever
+mode it arrives in. For a PEFT (LoRA) policy no copy is needed: ``reference_view`` yields the
+policy itself with its adapters disabled, TRL's approach. ``logits_once`` runs a model over fixed
+batches in eval mode and under ``no_grad``, for the reference's logits on a fixed dataset;
+``ReferenceLogits`` shares them between the runs of a sweep. Introduced in notebook 06.
 """
 
 from __future__ import annotations
@@ -14,19 +16,77 @@ import copy
 import hashlib
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 
 from kl_helpers.encoding import Encoded, pad_batch
 from kl_helpers.precision import autocast
 
+DROPOUT_MODULES = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
+
+
+def _is_rate(name: str, value: Any) -> bool:
+    """A dropout-like probability: a number in (0, 1] under a name containing "drop"."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return "drop" in name.lower() and number and 0 < value <= 1
+
+
+def _zero_rates(obj: Any, seen: set[int]) -> None:
+    """Set ``obj``'s dropout-like attributes to 0.0; recurse into sub-configs (``text_config``)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    for name, value in list(vars(obj).items()):
+        if _is_rate(name, value):
+            setattr(obj, name, 0.0)
+        elif hasattr(value, "to_dict") and hasattr(value, "model_type"):  # a PretrainedConfig
+            _zero_rates(value, seen)
+
 
 def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
-    """Set every ``nn.Dropout``'s p to 0 (in place) so train-mode forwards are repeatable."""
+    """Turn off every dropout of ``model`` in place, so train-mode forwards are repeatable and
+    equal the eval-mode output; returns ``model``.
+
+    Reaches what ``nn.Dropout`` alone misses: dropout modules of every kind (``p`` = 0), float
+    attributes whose name says "drop" that attention code reads at forward time (Llama's
+    ``attention_dropout``, OPT's ``dropout``, BART's ``layerdrop``, BERT's ``dropout_prob``), and
+    the same fields of each module's ``config`` and its sub-configs (some models read
+    ``config.attention_dropout`` in ``forward``). The configs change too, so a saved checkpoint
+    records the dropout it trained with. TRL's ``disable_dropout_in_model`` only sets ``p``.
+    """
+    seen: set[int] = set()
     for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
+        if isinstance(module, DROPOUT_MODULES):
             module.p = 0.0
+        _zero_rates(module, seen)
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "to_dict"):
+            _zero_rates(config, seen)
     return model
+
+
+@contextlib.contextmanager
+def evaluated(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``module`` in eval mode inside the block; afterwards every submodule is back in its own
+    mode (a frozen part of a training policy stays in eval mode, the rest in train mode)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        if len({training for _, training in modes}) == 1:
+            module.train(modes[0][1])
+        else:
+            for submodule, training in modes:  # parents first: children then set their own
+                submodule.train(training)
 
 
 def make_reference(
@@ -36,10 +96,13 @@ def make_reference(
     device: torch.device | str | None = None,
     dropout: bool = False,
 ) -> torch.nn.Module:
-    """A frozen reference: a deep copy of ``model`` (or ``model`` itself) in eval mode, no grad.
+    """A frozen reference: a deep copy of ``model`` (or ``model`` itself) in eval mode, no grad,
+    on ``device`` if given (else where ``model`` is).
 
-    ``dropout=False`` also sets its dropout to 0, so the reference stays deterministic even if
-    something puts it back in train mode.
+    ``dropout=False`` also turns its dropout off (``disable_dropout``: modules, float attributes
+    and config fields), so the reference stays deterministic and equal to its eval-mode output
+    even if something puts it back in train mode; ``dropout=True`` keeps the settings (eval mode
+    only).
     """
     reference = copy.deepcopy(model) if copy_model else model
     if not dropout:
@@ -62,20 +125,18 @@ def is_peft_model(model: torch.nn.Module) -> bool:
 def reference_view(
     policy: torch.nn.Module, reference: torch.nn.Module | None = None
 ) -> Iterator[torch.nn.Module]:
-    """The module that computes reference logits: ``reference`` if given, else the PEFT
-    ``policy`` with its adapters disabled (the frozen base, no second copy of the weights)."""
+    """The module that computes reference logits, in eval mode inside the block: ``reference``
+    if given, else the PEFT ``policy`` with its adapters disabled (the frozen base, no second
+    copy of the weights). Whatever mode either arrives in, its output is the deterministic
+    eval-mode one, and every submodule gets its own mode back afterwards (``evaluated``)."""
     if reference is not None:
-        yield reference
+        with evaluated(reference):
+            yield reference
         return
     if not is_peft_model(policy):
         raise ValueError("no reference model: pass one, or use a PEFT policy (adapters disabled)")
-    was_training = policy.training
-    policy.eval()  # a reference runs in eval mode: no dropout
-    try:
-        with policy.disable_adapter():
-            yield policy
-    finally:
-        policy.train(was_training)
+    with evaluated(policy), policy.disable_adapter():
+        yield policy
 
 
 def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
@@ -93,10 +154,10 @@ def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
 
 
 def frozen_reference(start_model: torch.nn.Module, config) -> torch.nn.Module:
-    """The engine's reference for an ``ExperimentConfig``: a frozen exact copy of ``start_model``,
-    or (``reference="independent_head"``, the article's variant) the same encoder with a head
-    redrawn from ``config.reference_seed``."""
-    reference = make_reference(start_model, dropout=True)
+    """The engine's reference for an ``ExperimentConfig``: a frozen exact copy of ``start_model``
+    (eval mode, dropout off), or (``reference="independent_head"``, the article's variant) the
+    same encoder with a head redrawn from ``config.reference_seed``."""
+    reference = make_reference(start_model)
     if config.reference == "independent_head":
         redraw_classifier_head(reference, config.reference_seed)
     return reference
@@ -111,16 +172,12 @@ def logits_once(
     """Eval-mode float32 logits of ``model`` for each batch of model inputs, under ``no_grad``;
     the model's train/eval mode is restored afterwards."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = []
+    out = []
+    with evaluated(model):
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.items()}
             with autocast(device, amp_dtype):
                 out.append(model(**inputs).logits.float())
-    finally:
-        model.train(was_training)
     return out
 
 

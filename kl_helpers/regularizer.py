@@ -188,25 +188,32 @@ def regularised_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(task cross-entropy, divergence to the reference), nats, averaged per example or token.
 
-    Classification: logits ``(B, C)``, labels ``(B,)``, batch means. Token level: logits
-    ``(B, T, V)``, labels ``(B, T)`` (−100 excluded); sums over valid tokens divided by
-    ``num_items_in_batch`` (the valid tokens of the whole accumulated batch, as transformers
-    passes it) or else by this micro-batch's valid tokens.
+    Classification: logits ``(B, C)``, labels ``(B,)``; token level: logits ``(B, T, V)``,
+    labels ``(B, T)``. Items are the examples / tokens whose label is not −100; both terms are
+    sums over this batch's items divided by ``num_items_in_batch`` (the items of the whole
+    accumulated batch on all processes, as transformers passes it) or else by this batch's items,
+    so that micro-batches add up to the big batch's means. Scalars on the logits' device.
     """
     kwargs = {"js_weight": js_weight, "temperature": temperature}
-    if policy_logits.ndim == 2:
-        task = F.cross_entropy(_upcast(policy_logits), labels)
-        return task, divergence_from_logits(policy_logits, ref_logits, direction, **kwargs).mean()
     if ref_logits.shape != policy_logits.shape:
         raise ValueError(
             f"reference logits {tuple(ref_logits.shape)} do not match the policy's "
             f"{tuple(policy_logits.shape)}"
         )
-    policy, aligned, mask = token_mask(policy_logits, labels, shift)
-    ref = ref_logits[:, :-1] if shift else ref_logits
-    div = per_token_divergence(policy, ref, mask, direction, **kwargs)
-    rows = _upcast(policy[mask])
-    task_sum = F.cross_entropy(rows, aligned[mask], reduction="sum")
+    if policy_logits.ndim == 2:  # classification: one item per labelled row
+        if labels.shape != policy_logits.shape[:1]:
+            raise ValueError(
+                f"labels {tuple(labels.shape)} do not match logits {tuple(policy_logits.shape)}"
+            )
+        mask = labels != IGNORE_INDEX
+        div = divergence_from_logits(policy_logits[mask], ref_logits[mask], direction, **kwargs)
+        rows, targets = _upcast(policy_logits[mask]), labels[mask]
+    else:
+        policy, aligned, mask = token_mask(policy_logits, labels, shift)
+        ref = ref_logits[:, :-1] if shift else ref_logits
+        div = per_token_divergence(policy, ref, mask, direction, **kwargs)
+        rows, targets = _upcast(policy[mask]), aligned[mask]
+    task_sum = F.cross_entropy(rows, targets, reduction="sum")
     if num_items_in_batch is None:
         denominator = mask.sum().clamp(min=1)
     else:

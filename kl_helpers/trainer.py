@@ -5,7 +5,8 @@ D comes from the one regulariser core, ``kl_helpers.regularizer``, with its voca
 Jensen-Shannon divergence with ``js_weight`` π the reference's share of the mixture (TRL GKD's
 ``beta``: π = 0 is forward KL, π = 1 reverse KL), optionally at a ``temperature``; all in nats.
 Classification heads (logits ``(B, C)``) and causal LMs (``(B, T, V)``: shifted by one, −100
-dropped, normalised by the accumulated batch's valid tokens as transformers and TRL do) both work.
+dropped) both work; both terms are normalised by the valid examples / tokens of the accumulated
+batch on all processes, so any accumulation / DDP split equals one big batch.
 
 The reference is frozen, in eval mode, and prepared by accelerate in evaluation mode (TRL's way:
 same mixed precision as the policy, never DDP-wrapped; sharded under FSDP and ZeRO-3). For a
@@ -31,7 +32,6 @@ from kl_helpers.reference import (  # noqa: F401 (re-exported for notebook 11)
 )
 from kl_helpers.regularizer import (  # noqa: F401 (divergence_from_logits re-exported)
     DIRECTIONS,
-    IGNORE_INDEX,
     check_direction,
     check_js_weight,
     divergence_from_logits,
@@ -41,9 +41,12 @@ from kl_helpers.trainer_utils import (  # noqa: F401 (re-exported)
     LOG_KEYS,
     REF_LOGITS_COLUMN,
     add_reference_logits,
+    check_trainer_scaling,
     copy_as_reference,
+    count_label_items,
     is_causal_lm,
     lora_model,
+    loss_multiplier,
     prepare_reference,
     remove_progress_callbacks,
     tokenize_dataset,
@@ -78,7 +81,8 @@ class KLTrainingArguments(TrainingArguments):
         metadata={"help": "Dataset column with precomputed reference logits, if present."},
     )
     disable_dropout: bool = field(
-        default=False, metadata={"help": "Set dropout to 0 in the trained model (repeatable)."}
+        default=False,
+        metadata={"help": "Every dropout of the trained model off, LoRA's too (repeatable)."},
     )
     decay_all_parameters: bool = field(
         default=False,
@@ -125,9 +129,10 @@ class KLTrainer(Trainer):
     Trainer's ``loss``, averaged like it over logging steps, accumulation and processes.
     """
 
-    # The Trainer divides compute_loss by the accumulation steps (all versions, with
-    # model_accepts_loss_kwargs False, TRL's setting); compute_loss undoes it where it normalises
-    # by the accumulated batch's item count itself.
+    # Scaling contract (``trainer_utils.loss_multiplier``): the Trainer divides compute_loss's
+    # value by the step's micro-batches (model_accepts_loss_kwargs stays False, TRL's setting)
+    # and DDP averages over processes; compute_loss multiplies both back and training_step
+    # checks the Trainer's division at every micro-batch.
     loss_is_scaled_for_ga = False
 
     def __init__(
@@ -141,10 +146,10 @@ class KLTrainer(Trainer):
             raise ValueError("KLTrainer needs KLTrainingArguments (beta, divergence, js_weight)")
         if not hasattr(Trainer, "get_batch_samples"):
             raise ValueError("KLTrainer needs transformers >= 4.46 (Trainer.get_batch_samples)")
-        if args.disable_dropout:
-            disable_dropout(model)
         if args.lora_r > 0 and not is_peft_model(model):
             model = lora_model(model, args)
+        if args.disable_dropout:  # after LoRA: its adapters' dropout too
+            disable_dropout(model)
         self.shift = args.shift_labels if args.shift_labels is not None else is_causal_lm(model)
         column = args.ref_logits_column
         precomputed = _has_column(kwargs.get("train_dataset"), column) and (
@@ -161,6 +166,8 @@ class KLTrainer(Trainer):
         )
         self._sums: dict[str, torch.Tensor] = {}  # mode -> [Σ task, Σ divergence, n micro-batches]
         self._num_items: torch.Tensor | None = None  # valid items of this optimizer step
+        self._micro_batches = 1  # micro-batches of this optimizer step on each process
+        self._last_loss: torch.Tensor | None = None  # compute_loss's last training value
 
     # -- reference model -------------------------------------------------------------------
 
@@ -187,24 +194,23 @@ class KLTrainer(Trainer):
         """As the Trainer's, and count the valid items (examples / tokens) of the whole
         accumulated batch on all processes: the loss is normalised by that count."""
         samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, *args, **kwargs)
-        self._num_items = self._count_items(samples)
-        return samples, num_items
-
-    def _count_items(self, samples: list[dict[str, Any]]) -> torch.Tensor | None:
-        counts = []
-        for batch in samples:
-            labels = batch.get("labels") if isinstance(batch, dict) else None
-            if labels is None:
-                return None
-            if labels.ndim >= 2 and self.shift:
-                labels = labels[..., 1:]
-            counts.append((labels != IGNORE_INDEX).sum())
-        if not counts:
-            return None
-        total = torch.stack(counts).sum().to(self.args.device)
+        self._micro_batches = max(len(samples), 1)
+        total = count_label_items(samples, self.shift).to(self.args.device)
         if self.args.world_size > 1:  # every process calls this once per step: matched collective
             total = self.accelerator.gather(total.reshape(1)).sum()
-        return total
+        self._num_items = total
+        return samples, num_items
+
+    def training_step(self, model, inputs, *args, **kwargs) -> torch.Tensor:
+        """The Trainer's, then a check that it divided our loss as ``loss_multiplier`` assumes."""
+        self._last_loss = None
+        returned = super().training_step(model, inputs, *args, **kwargs)
+        if self._last_loss is not None:
+            check_trainer_scaling(returned, self._last_loss, self._divisor())
+        return returned
+
+    def _divisor(self) -> int:
+        return getattr(self, "current_gradient_accumulation_steps", None) or self._micro_batches
 
     def compute_loss(
         self,
@@ -213,8 +219,10 @@ class KLTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ):
-        """Task cross-entropy + β·divergence; sums over valid items of this micro-batch divided by
-        those of the whole accumulated batch (all processes), so 4×1 accumulation = a batch of 4."""
+        """Task cross-entropy + β·divergence. Training: sums over this micro-batch's valid items
+        divided by those of the whole accumulated batch on all processes, times what the Trainer
+        and DDP divide by, so any split into micro-batches and processes gives the gradient and
+        the logged means of one big batch. Evaluation: this batch's means."""
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         ref_logits = inputs.pop(self.args.ref_logits_column, None)
@@ -232,14 +240,13 @@ class KLTrainer(Trainer):
             shift=self.shift,
             num_items_in_batch=n_items,
         )
-        scale = 1.0
-        if n_items is not None:  # undo the Trainer's 1/accumulation and DDP's 1/processes
-            steps = getattr(self, "current_gradient_accumulation_steps", None)
-            scale = float(steps or self.args.gradient_accumulation_steps)
-            scale *= self.accelerator.num_processes
-        task, div = task * scale, div * scale
+        if n_items is not None:
+            scale = loss_multiplier(self._divisor(), self.accelerator.num_processes)
+            task, div = task * scale, div * scale
         self._record("train" if model.training else "eval", task, div)
         loss = task + self.args.beta * div
+        if n_items is not None:
+            self._last_loss = loss.detach()
         return (loss, outputs) if return_outputs else loss
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:

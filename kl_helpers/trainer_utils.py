@@ -6,12 +6,13 @@ Introduced in notebook 11.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from kl_helpers.reference import logits_once, make_reference
+from kl_helpers.regularizer import IGNORE_INDEX
 
 REF_LOGITS_COLUMN = "ref_logits"  # dataset column holding precomputed reference logits
 LOG_KEYS = ("task_loss", "divergence")  # what the trainer adds to each training/eval log
@@ -173,6 +174,55 @@ def lora_model(model: torch.nn.Module, args: Any) -> torch.nn.Module:
         target_modules=targets or None,
     )
     return get_peft_model(model, config)
+
+
+def count_label_items(samples: Sequence[Any], shift: bool) -> torch.Tensor:
+    """Valid items (labels not −100; token labels from position 1 when ``shift``) in the
+    micro-batches of one optimizer step, as a 0-dim int tensor on the labels' device.
+
+    A batch is any mapping with ``labels``: a ``dict`` (``default_data_collator``) or a
+    ``BatchEncoding`` (``DataCollatorWithPadding``, ``DataCollatorForLanguageModeling``), which
+    is a ``UserDict``, not a ``dict``. Anything else is a ValueError, not a silent fallback.
+    """
+    counts = []
+    for batch in samples:
+        labels = batch.get("labels") if isinstance(batch, Mapping) else None
+        if labels is None:
+            raise ValueError(
+                "KLTrainer needs training batches that are mappings with 'labels'; got a "
+                f"{type(batch).__name__} without them"
+            )
+        labels = torch.as_tensor(labels)
+        if labels.ndim >= 2 and shift:
+            labels = labels[..., 1:]
+        counts.append((labels != IGNORE_INDEX).sum())
+    return torch.stack(counts).sum() if counts else torch.tensor(0)
+
+
+def loss_multiplier(micro_batches: int, processes: int) -> float:
+    """What ``KLTrainer.compute_loss`` multiplies its Σ/N_global terms by, in training.
+
+    Relied on, and checked at every micro-batch by ``check_trainer_scaling``: the Trainer divides
+    the value of ``compute_loss`` by the number of micro-batches of the optimizer step (transformers
+    5.15 and 5.24: ``current_gradient_accumulation_steps`` when ``model_accepts_loss_kwargs`` is
+    False and there is no ``compute_loss_func``; accelerate's own accumulation is set to 1 step),
+    and DDP / FSDP / DeepSpeed average the gradients over the processes. Undoing both makes the
+    gradient that of Σ(items)/N_global over the whole accumulated, gathered batch.
+    """
+    return float(micro_batches * processes)
+
+
+def check_trainer_scaling(returned: torch.Tensor, loss: torch.Tensor, micro_batches: int) -> None:
+    """Raise a RuntimeError unless ``training_step`` returned ``loss / micro_batches`` (the
+    division ``loss_multiplier`` undoes); another transformers version may scale otherwise."""
+    want = loss.detach().float() / micro_batches
+    got = returned.detach().float().reshape(want.shape).to(want.device)
+    if not torch.allclose(got, want, rtol=1e-5, atol=0.0, equal_nan=True):
+        raise RuntimeError(
+            f"the Trainer scaled the loss to {got.item():.6g}, KLTrainer expected loss / "
+            f"{micro_batches} = {want.item():.6g}: this transformers version divides by "
+            "something else, so accumulation would no longer equal one big batch"
+        )
 
 
 def tokenize_dataset(

@@ -32,6 +32,7 @@ from kl_helpers.precision import FASTEST_ADAMW, autocast, make_adamw  # noqa: F4
 from kl_helpers.precision import autocast_dtype as precision_dtype
 from kl_helpers.reference import (  # noqa: F401 (re-exported)
     disable_dropout,
+    evaluated,
     forward_logits,
     frozen_reference,
     predict_logits,
@@ -104,13 +105,14 @@ def train_step(
 ) -> torch.Tensor:
     """One optimizer step on one batch; detached ``(task, kl_forward, kl_reverse, kl_js)``.
 
-    Pass cached ``ref_logits`` (fast) or a frozen ``reference`` to run under ``no_grad``; plain
-    SFT may pass neither (as the article does), then the KL monitors are NaN. With
-    ``kl_inputs`` "replay" or "both", ``replay_batch`` = (input_ids, attention_mask, reference
-    logits) of unlabelled inputs on which the KL term is taken (instead of / as well as the task's).
+    Pass cached ``ref_logits`` (fast) or a frozen ``reference`` to run in eval mode under
+    ``no_grad``; plain SFT may pass neither (as the article does), then the KL monitors are NaN.
+    With ``kl_inputs`` "replay" or "both", ``replay_batch`` = (input_ids, attention_mask,
+    reference logits) of unlabelled inputs on which the KL term is taken (instead of / as well as
+    the task's).
     """
     if ref_logits is None and reference is not None:
-        with torch.no_grad(), autocast(input_ids.device, amp_dtype):
+        with torch.no_grad(), evaluated(reference), autocast(input_ids.device, amp_dtype):
             ref_logits = forward_logits(reference, input_ids, attention_mask)
     if ref_logits is None and method != "sft":
         raise ValueError("train_step needs ref_logits or a reference model")
