@@ -19,7 +19,9 @@ Modules by topic (and the notebook that introduces them):
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (11)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
-  ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
+  ``sampling`` the one sampler, exactly from softmax(logits / T) whatever the checkpoint's
+  generation config says; ``token_kl`` KL between language models token by token;
+  ``llm_config`` its config (09)
 - ``rl`` (config, baselines, KL placement, Best-of-N), ``rl_loop`` (LoRA policy, sampling,
   step, loop with held-out evaluations), ``rl_runs`` (cached runs), ``reward`` (the classifier
   as a reward), ``rl_plan`` (the experiment's plan, held-out metrics, the reference pool):

@@ -2,8 +2,8 @@
 
 The policy is the causal LM with LoRA adapters (``peft``); the reference is the same network under
 ``disable_adapter()`` and ``torch.no_grad`` (``reference.reference_view``: no second copy).
-Sampling is ``generate`` with its KV cache and a plain sampler (temperature only: no top-k/top-p,
-no repetition penalty), so that the samples come from the π whose log-probs the loss uses.
+Sampling is ``sampling.sample_tokens`` (KV cache, temperature only, whatever the checkpoint's
+generation config sets), so that the samples come from the π whose log-probs the loss uses.
 Prompts are left-padded; the response mask drops prompt, padding and everything after a
 response's first EOS. Cached runs: ``kl_helpers.rl_runs``. Introduced in notebook 10.
 """
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kl_helpers._validate import check_same_shape
 from kl_helpers.experiment import show_progress
 from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rl import RLConfig, response_mask, rl_loss
 from kl_helpers.runtime import seed_everything
+from kl_helpers.sampling import sample_tokens
 from kl_helpers.token_kl import token_log_probs
 
 RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
@@ -71,32 +73,25 @@ def sample_responses(
 ):  # fmt: skip
     """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
 
-    Returns (responses, mask), each (P·G, T ≤ max_new_tokens); ``mask`` ends at the first EOS.
+    Drawn from π = softmax(logits / ``temperature``) by :func:`kl_helpers.sampling.sample_tokens`,
+    whatever the checkpoint's ``generation_config`` says. Returns (responses, mask), each
+    (P·G, T ≤ max_new_tokens), on the model's device; ``mask`` ends at the first EOS.
     ``fixed_length`` forbids EOS before ``max_new_tokens`` (benchmarks: same work every call);
     ``use_cache=False`` re-runs the whole prefix for every token (the naive baseline).
     """
-    from transformers import GenerationConfig
-
-    gen = GenerationConfig(
-        do_sample=True,
-        temperature=config.temperature,
-        top_k=0,
-        top_p=1.0,
+    check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
+    torch.manual_seed(seed)
+    responses = sample_tokens(
+        model,
+        prompt_ids.repeat_interleave(config.num_generations, dim=0),
+        prompt_mask.repeat_interleave(config.num_generations, dim=0),
         max_new_tokens=config.max_new_tokens,
-        min_new_tokens=config.max_new_tokens if fixed_length else 0,
-        pad_token_id=pad_id,
+        temperature=config.temperature,
         eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        min_new_tokens=config.max_new_tokens if fixed_length and eos_id is not None else 0,
         use_cache=use_cache,
     )
-    ids = prompt_ids.repeat_interleave(config.num_generations, dim=0).to(model.device)
-    attn = prompt_mask.repeat_interleave(config.num_generations, dim=0).to(model.device)
-    torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen)
-    model.train(was_training)
-    responses = out[:, ids.shape[1] :]
     return responses, response_mask(responses, eos_id)
 
 
