@@ -95,10 +95,24 @@ def sample_responses(
     return responses, response_mask(responses, eos_id)
 
 
+def check_pairs(prompt_ids, prompt_mask, responses, resp_mask) -> None:
+    """Raise ValueError naming both shapes unless ids and masks match and prompts (B, L) and
+    responses (B, T) have the same rows."""
+    check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
+    check_same_shape(responses, resp_mask, ("responses", "resp_mask"))
+    if prompt_ids.ndim != 2 or responses.ndim != 2 or prompt_ids.shape[0] != responses.shape[0]:
+        raise ValueError(
+            f"prompt_ids {tuple(prompt_ids.shape)} and responses {tuple(responses.shape)} must be "
+            "(B, L) and (B, T)"
+        )
+
+
 def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
     """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
     (B, T), 0 off ``resp_mask``. Left padding is handled by position ids from the attention mask;
-    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``)."""
+    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``).
+    Raises ValueError naming both shapes if ids and masks, or prompts and responses, differ."""
+    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
     length = responses.shape[1]
     ids = torch.cat([prompt_ids, responses], dim=1)
     attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
@@ -111,6 +125,13 @@ def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temper
         logits = logits.float()
     logits = logits / temperature
     return logits, token_log_probs(logits, responses, resp_mask)
+
+
+def response_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor):
+    """The exact-KL monitor: KL(π‖π_ref) per response (B,), nats, summed over the tokens of
+    ``mask`` (B, T) of the per-token KL over the whole vocabulary of logits (B, T, V) (float64
+    inside, ≥ 0: ``regularizer.per_token_divergence``). Raises ValueError naming both shapes."""
+    return masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
 
 
 def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
@@ -132,6 +153,7 @@ def reference_logits(
 ):
     """:func:`response_logits` of π_ref, no gradient: ``ref_model`` if given, else the same
     network with its LoRA adapters disabled (``reference.reference_view``, eval mode)."""
+    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
     with torch.no_grad(), reference_view(policy, ref_model) as ref:
         return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
 
@@ -168,7 +190,7 @@ def rl_step(
     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
     optimizer.step()
     with torch.no_grad():
-        exact = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+        exact = response_kl(logits, ref_logits, mask)
     stats = {
         "reward": rewards.mean().item(),
         "kl": exact.mean().item(),
@@ -260,7 +282,7 @@ def evaluate_policy(
     policy.eval()
     with torch.no_grad():
         logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
-        kl = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+        kl = response_kl(logits, ref_logits, mask)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
     length = mask.sum(1)
     ref_nll = -masked_sum(ref_logp, mask) / length.clamp(min=1)
