@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from kl_helpers._validate import check_same_shape
-from kl_helpers.divergences import by_rows, kl_rows, nonnegative_kl, result_dtype
+from kl_helpers.divergences import by_rows, kl_divergence_logits, nonnegative_kl, result_dtype
 
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "js")
 IGNORE_INDEX = -100  # label of positions that carry no loss (padding, prompt tokens)
@@ -115,17 +115,17 @@ def divergence_from_logits(
     elif direction == "js" and js_weight == 1.0:
         direction = "reverse"
 
-    def rows(policy: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:  # float64, a block of rows
-        policy, ref = policy.double(), ref.double()
-        if temperature != 1.0:
-            policy, ref = policy / temperature, ref / temperature
-        if direction == "forward":
-            return kl_rows(ref, policy)  # the reference's probabilities weight the log-ratio
-        if direction == "reverse":
-            return kl_rows(policy, ref)  # the policy's probabilities weight the log-ratio
-        return _js_rows(ref, policy, js_weight)
+    ref_logits = ref_logits.detach()
+    if direction == "forward":  # the reference's probabilities weight the log-ratio
+        out = kl_divergence_logits(ref_logits, policy_logits, temperature)
+    elif direction == "reverse":  # the policy's probabilities weight the log-ratio
+        out = kl_divergence_logits(policy_logits, ref_logits, temperature)
+    else:
 
-    out = by_rows(rows, policy_logits, ref_logits.detach())
+        def rows(policy: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:  # float64 blocks
+            return _js_rows(ref.double() / temperature, policy.double() / temperature, js_weight)
+
+        out = by_rows(rows, policy_logits, ref_logits)
     return out.to(result_dtype(policy_logits, ref_logits))
 
 
