@@ -185,3 +185,26 @@ def test_bad_input_is_refused():
         sample_tokens(model, PROMPT, max_new_tokens=1, min_new_tokens=2, eos_token_id=1)
     with pytest.raises(ValueError, match="temperature"):
         sample_tokens(model, PROMPT, max_new_tokens=1, temperature=0.0)
+
+
+def test_same_tokens_as_generate_on_a_lora_policy():
+    """The RL path samples from a peft-wrapped policy: same tokens as its generate, too."""
+    from kl_helpers.rl_loop import add_lora
+
+    torch.set_num_threads(1)
+    base = llm.build_tiny_causal_lm(vocab_size=V, seed=2, hidden=16)
+    policy = add_lora(base, RLConfig(lora_r=2, lora_alpha=4))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    ids, mask = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]]), torch.tensor([[0, 0, 1, 1], [1] * 4])
+    kwargs = {"max_new_tokens": 6, "pad_token_id": 7, "eos_token_id": 6}
+    torch.manual_seed(5)
+    with torch.no_grad():
+        expected = policy.generate(
+            input_ids=ids, attention_mask=mask, do_sample=True, temperature=0.9, top_k=0,
+            top_p=1.0, **kwargs,
+        )[:, 4:]  # fmt: skip
+    torch.manual_seed(5)
+    assert torch.equal(sample_tokens(policy, ids, mask, temperature=0.9, **kwargs), expected)
