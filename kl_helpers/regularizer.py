@@ -15,7 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kl_helpers.divergences import kl_from_logits
+from kl_helpers._validate import check_same_shape
+from kl_helpers.divergences import by_rows, kl_divergence_logits, nonnegative_kl, result_dtype
 
 DIRECTIONS: tuple[str, ...] = ("forward", "reverse", "js")
 IGNORE_INDEX = -100  # label of positions that carry no loss (padding, prompt tokens)
@@ -50,21 +51,37 @@ def generalised_js_from_logits(
 
     ``weight`` is π ∈ (0, 1); π = ½ is the usual JS (at most log 2). JS_π/π → KL(P‖Q) as π → 0
     and JS_π/(1−π) → KL(Q‖P) as π → 1. Classes with −inf logits in both P and Q give no NaN.
+    Float64 inside, non-negative terms (exactly 0 for identical logits); returned in float32 for
+    half precision. Raises ValueError naming both shapes if they differ.
     """
     if not 0.0 < weight < 1.0:
         raise ValueError(f"the JS mixing weight must be in (0, 1), got {weight}")
-    log_p = F.log_softmax(p_logits, dim=-1)
-    log_q = F.log_softmax(q_logits, dim=-1)
-    # log M by logsumexp; where both are -inf its backward would be exp(-inf + inf) = NaN, so
-    # those entries go through finite stand-ins and are set to -inf afterwards (double where).
-    both_zero = torch.isneginf(log_p) & torch.isneginf(log_q)
-    safe_p = torch.where(both_zero, torch.zeros_like(log_p), log_p)
-    safe_q = torch.where(both_zero, torch.zeros_like(log_q), log_q)
-    mixed = torch.logsumexp(
-        torch.stack([safe_p + math.log(weight), safe_q + math.log1p(-weight)]), dim=0
+    check_same_shape(p_logits, q_logits, ("p_logits", "q_logits"))
+    js = by_rows(lambda p, q: _js_rows(p, q, weight), p_logits, q_logits)
+    return js.to(result_dtype(p_logits, q_logits))
+
+
+def _js_rows(p_logits: torch.Tensor, q_logits: torch.Tensor, weight: float) -> torch.Tensor:
+    """JS_π in float64 as two non-negative KLs to M whose log-ratios never cancel."""
+    log_p = F.log_softmax(p_logits.double(), dim=-1)
+    log_q = F.log_softmax(q_logits.double(), dim=-1)
+    p, q = log_p.exp(), log_q.exp()
+    m = weight * p + (1 - weight) * q
+    to_p = _log_mixture_ratio(log_p, log_q, weight)  # log M − log P, exactly 0 where P = Q
+    to_q = _log_mixture_ratio(log_q, log_p, 1 - weight)  # log M − log Q
+    return weight * nonnegative_kl(log_p, p, to_p, m) + (1 - weight) * nonnegative_kl(
+        log_q, q, to_q, m
     )
-    log_m = torch.where(both_zero, torch.full_like(mixed, -math.inf), mixed)
-    return weight * kl_from_logits(p_logits, log_m) + (1 - weight) * kl_from_logits(q_logits, log_m)
+
+
+def _log_mixture_ratio(log_a: torch.Tensor, log_b: torch.Tensor, share: float) -> torch.Tensor:
+    """log(share·A + (1 − share)·B) − log A = log1p((1 − share)·expm1(log B − log A)), read where
+    A > 0 (elsewhere 0); no cancellation, 0 where A = B, finite stand-ins for huge ratios."""
+    d = torch.where(torch.isneginf(log_a), torch.zeros_like(log_a), log_b - log_a)
+    big = d > 30.0
+    near = torch.log1p((1 - share) * torch.expm1(d.clamp(max=30.0)))
+    far = torch.logaddexp(torch.full_like(d, math.log(share)), math.log1p(-share) + d)
+    return torch.where(big, far, near)
 
 
 def divergence_from_logits(
@@ -79,6 +96,10 @@ def divergence_from_logits(
 
     Both logits are divided by ``temperature`` first (TRL GKD's convention); the reference is
     detached. ``js_weight`` (js only): 0 gives forward KL, 1 reverse KL, in between JS_π.
+    Computed in float64 by blocks of rows (``divergences.by_rows``) as sums of non-negative terms:
+    ≥ 0, exactly 0 for identical logits, accurate down to KL ≈ 1e-9; returned in float32 for
+    half-precision or float32 logits, float64 for float64. Same device as the logits. Raises
+    ValueError naming both shapes if they differ.
     """
     check_direction(direction)
     check_js_weight(js_weight)
@@ -89,19 +110,23 @@ def divergence_from_logits(
             f"reference logits {tuple(ref_logits.shape)} do not match the policy's "
             f"{tuple(policy_logits.shape)}"
         )
-    policy = _upcast(policy_logits)
-    ref = _upcast(ref_logits.detach()).to(policy.dtype)
-    if temperature != 1.0:
-        policy, ref = policy / temperature, ref / temperature
     if direction == "js" and js_weight == 0.0:
         direction = "forward"
     elif direction == "js" and js_weight == 1.0:
         direction = "reverse"
-    if direction == "forward":
-        return kl_from_logits(ref, policy)  # the reference's probabilities weight the log-ratio
-    if direction == "reverse":
-        return kl_from_logits(policy, ref)  # the policy's probabilities weight the log-ratio
-    return generalised_js_from_logits(ref, policy, js_weight)
+
+    ref_logits = ref_logits.detach()
+    if direction == "forward":  # the reference's probabilities weight the log-ratio
+        out = kl_divergence_logits(ref_logits, policy_logits, temperature)
+    elif direction == "reverse":  # the policy's probabilities weight the log-ratio
+        out = kl_divergence_logits(policy_logits, ref_logits, temperature)
+    else:
+
+        def rows(policy: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:  # float64 blocks
+            return _js_rows(ref.double() / temperature, policy.double() / temperature, js_weight)
+
+        out = by_rows(rows, policy_logits, ref_logits)
+    return out.to(result_dtype(policy_logits, ref_logits))
 
 
 def _check_mask(mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:

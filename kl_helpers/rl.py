@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from kl_helpers._validate import check_same_shape
 from kl_helpers.regularizer import masked_sum
 from kl_helpers.token_kl import token_estimates
 
@@ -180,10 +181,13 @@ def rl_loss(
         raise ValueError(f"kl_estimator must be one of {KL_PLACEMENTS}, got {kl_estimator!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    if policy_logp.shape != ref_logp.shape or policy_logp.shape != mask.shape:
-        raise ValueError("policy_logp, ref_logp and mask must have the same (B, T) shape")
-    if rewards.shape != policy_logp.shape[:1]:
-        raise ValueError(f"rewards must be (B,) = {tuple(policy_logp.shape[:1])}")
+    check_same_shape(ref_logp, policy_logp, ("ref_logp", "policy_logp"))
+    check_same_shape(mask, policy_logp, ("mask", "policy_logp"))
+    if policy_logp.ndim != 2 or rewards.shape != policy_logp.shape[:1]:
+        raise ValueError(
+            f"rewards {tuple(rewards.shape)} must be (B,) for (B, T) log-probs "
+            f"{tuple(policy_logp.shape)}"
+        )
     if not math.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be finite and >= 0, got {beta}")
     mask = mask.to(torch.bool)

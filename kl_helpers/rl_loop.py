@@ -2,8 +2,8 @@
 
 The policy is the causal LM with LoRA adapters (``peft``); the reference is the same network under
 ``disable_adapter()`` and ``torch.no_grad`` (``reference.reference_view``: no second copy).
-Sampling is ``generate`` with its KV cache and a plain sampler (temperature only: no top-k/top-p,
-no repetition penalty), so that the samples come from the π whose log-probs the loss uses.
+Sampling is ``sampling.sample_tokens`` (KV cache, temperature only, whatever the checkpoint's
+generation config sets), so that the samples come from the π whose log-probs the loss uses.
 Prompts are left-padded; the response mask drops prompt, padding and everything after a
 response's first EOS. Cached runs: ``kl_helpers.rl_runs``. Introduced in notebook 10.
 """
@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kl_helpers._validate import check_same_shape
 from kl_helpers.experiment import show_progress
 from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rl import RLConfig, response_mask, rl_loss
 from kl_helpers.runtime import seed_everything
+from kl_helpers.sampling import sample_tokens
 from kl_helpers.token_kl import token_log_probs
 
 RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
@@ -71,39 +73,46 @@ def sample_responses(
 ):  # fmt: skip
     """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
 
-    Returns (responses, mask), each (P·G, T ≤ max_new_tokens); ``mask`` ends at the first EOS.
+    Drawn from π = softmax(logits / ``temperature``) by :func:`kl_helpers.sampling.sample_tokens`,
+    whatever the checkpoint's ``generation_config`` says. Returns (responses, mask), each
+    (P·G, T ≤ max_new_tokens), on the model's device; ``mask`` ends at the first EOS.
     ``fixed_length`` forbids EOS before ``max_new_tokens`` (benchmarks: same work every call);
     ``use_cache=False`` re-runs the whole prefix for every token (the naive baseline).
     """
-    from transformers import GenerationConfig
-
-    gen = GenerationConfig(
-        do_sample=True,
-        temperature=config.temperature,
-        top_k=0,
-        top_p=1.0,
+    check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
+    torch.manual_seed(seed)
+    responses = sample_tokens(
+        model,
+        prompt_ids.repeat_interleave(config.num_generations, dim=0),
+        prompt_mask.repeat_interleave(config.num_generations, dim=0),
         max_new_tokens=config.max_new_tokens,
-        min_new_tokens=config.max_new_tokens if fixed_length else 0,
-        pad_token_id=pad_id,
+        temperature=config.temperature,
         eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        min_new_tokens=config.max_new_tokens if fixed_length and eos_id is not None else 0,
         use_cache=use_cache,
     )
-    ids = prompt_ids.repeat_interleave(config.num_generations, dim=0).to(model.device)
-    attn = prompt_mask.repeat_interleave(config.num_generations, dim=0).to(model.device)
-    torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=attn, generation_config=gen)
-    model.train(was_training)
-    responses = out[:, ids.shape[1] :]
     return responses, response_mask(responses, eos_id)
+
+
+def check_pairs(prompt_ids, prompt_mask, responses, resp_mask) -> None:
+    """Raise ValueError naming both shapes unless ids and masks match and prompts (B, L) and
+    responses (B, T) have the same rows."""
+    check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
+    check_same_shape(responses, resp_mask, ("responses", "resp_mask"))
+    if prompt_ids.ndim != 2 or responses.ndim != 2 or prompt_ids.shape[0] != responses.shape[0]:
+        raise ValueError(
+            f"prompt_ids {tuple(prompt_ids.shape)} and responses {tuple(responses.shape)} must be "
+            "(B, L) and (B, T)"
+        )
 
 
 def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
     """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
     (B, T), 0 off ``resp_mask``. Left padding is handled by position ids from the attention mask;
-    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``)."""
+    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``).
+    Raises ValueError naming both shapes if ids and masks, or prompts and responses, differ."""
+    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
     length = responses.shape[1]
     ids = torch.cat([prompt_ids, responses], dim=1)
     attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
@@ -116,6 +125,13 @@ def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temper
         logits = logits.float()
     logits = logits / temperature
     return logits, token_log_probs(logits, responses, resp_mask)
+
+
+def response_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor):
+    """The exact-KL monitor: KL(π‖π_ref) per response (B,), nats, summed over the tokens of
+    ``mask`` (B, T) of the per-token KL over the whole vocabulary of logits (B, T, V) (float64
+    inside, ≥ 0: ``regularizer.per_token_divergence``). Raises ValueError naming both shapes."""
+    return masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
 
 
 def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
@@ -137,6 +153,7 @@ def reference_logits(
 ):
     """:func:`response_logits` of π_ref, no gradient: ``ref_model`` if given, else the same
     network with its LoRA adapters disabled (``reference.reference_view``, eval mode)."""
+    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
     with torch.no_grad(), reference_view(policy, ref_model) as ref:
         return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
 
@@ -173,7 +190,7 @@ def rl_step(
     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
     optimizer.step()
     with torch.no_grad():
-        exact = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+        exact = response_kl(logits, ref_logits, mask)
     stats = {
         "reward": rewards.mean().item(),
         "kl": exact.mean().item(),
@@ -265,7 +282,7 @@ def evaluate_policy(
     policy.eval()
     with torch.no_grad():
         logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
-        kl = masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
+        kl = response_kl(logits, ref_logits, mask)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
     length = mask.sum(1)
     ref_nll = -masked_sum(ref_logp, mask) / length.clamp(min=1)

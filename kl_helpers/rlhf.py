@@ -135,6 +135,7 @@ def fit_policy(
         lr = 2.0 / (beta + float(rewards.max() - rewards.min()))
     # Responses with π_ref = 0 get logit −inf and stay there (any π > 0 on them has KL = +inf).
     start = ref_logits if init_logits is None else as_float_tensor(init_logits, like=ref)
+    check_same_shape(start, ref, ("init_logits", "ref_probs"))
     return optimise_logits(
         lambda z: kl_regularised_reward(z, ref_logits, rewards, beta),
         start,
@@ -200,6 +201,7 @@ def exact_estimator_moments(
     """Exact (mean, variance) of each per-sample estimator under x ~ π, summed over responses."""
     probs = as_float_tensor(probs)
     ref = as_float_tensor(ref_probs, like=probs)
+    check_same_shape(probs, ref, ("probs", "ref_probs"))
     check_probabilities(probs, "probs")
     check_probabilities(ref, "ref_probs")
     support = probs > 0

@@ -14,6 +14,8 @@ import itertools
 import torch
 import torch.nn.functional as F
 
+from kl_helpers._validate import check_same_shape
+from kl_helpers.divergences import result_dtype, upcast_half
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 from kl_helpers.rlhf import KL_ESTIMATORS
 
@@ -26,6 +28,13 @@ def _check_mask(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return mask.to(torch.bool)
 
 
+def _check_logits(logits: torch.Tensor, tokens: torch.Tensor) -> None:
+    if logits.ndim != tokens.ndim + 1 or logits.shape[:-1] != tokens.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} must be tokens' shape {tuple(tokens.shape)} + (V,)"
+        )
+
+
 def shift(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask=None, prompt_len=0):
     """Align a causal LM's outputs with the tokens they predict: (logits[:, :-1], ids[:, 1:], mask).
 
@@ -34,6 +43,12 @@ def shift(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask=None, pr
     """
     if logits.ndim != 3 or logits.shape[:2] != input_ids.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match ids {tuple(input_ids.shape)}")
+    if attention_mask is not None:
+        check_same_shape(attention_mask, input_ids, ("attention_mask", "input_ids"))
+    if torch.is_tensor(prompt_len) and prompt_len.ndim and prompt_len.shape != input_ids.shape[:1]:
+        raise ValueError(
+            f"prompt_len {tuple(prompt_len.shape)} must be (B,) for ids {tuple(input_ids.shape)}"
+        )
     targets = input_ids[:, 1:]
     positions = torch.arange(1, input_ids.shape[1], device=input_ids.device).unsqueeze(0)
     prompt = torch.as_tensor(prompt_len, device=input_ids.device).reshape(-1, 1)
@@ -44,10 +59,12 @@ def shift(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask=None, pr
 
 
 def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
-    """log p(tokens[b, t] | prefix) from aligned logits; (B, T), 0 where ``mask`` is False."""
+    """log p(tokens[b, t] | prefix) from aligned logits (B, T, V); (B, T), 0 where ``mask`` is
+    False; nats, float32 for half-precision logits (bf16 log-softmax is off by ~0.05 nats)."""
+    _check_logits(logits, tokens)
     mask = _check_mask(mask, tokens)
     safe = torch.where(mask.unsqueeze(-1), logits, torch.zeros_like(logits))
-    logp = F.log_softmax(safe, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    logp = F.log_softmax(upcast_half(safe), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return torch.where(mask, logp, torch.zeros_like(logp))
 
 
@@ -67,6 +84,7 @@ def exact_token_kl(policy_logits, ref_logits, mask=None, direction: str = "rever
 
 def token_estimates(policy_logp, ref_logp, mask=None) -> dict[str, torch.Tensor]:
     """Per-token k1, k2, k3 (notebook 05's estimators of KL(π‖π_ref)) of sampled tokens; (B, T)."""
+    check_same_shape(policy_logp, ref_logp, ("policy_logp", "ref_logp"))
     mask = _check_mask(mask, policy_logp)
     log_rho = torch.where(mask, ref_logp.detach() - policy_logp, torch.zeros_like(policy_logp))
     return {name: fn(log_rho) for name, fn in KL_ESTIMATORS.items()}
@@ -75,11 +93,15 @@ def token_estimates(policy_logp, ref_logp, mask=None) -> dict[str, torch.Tensor]
 def estimator_moments(policy_logits, ref_logits, mask=None) -> dict[str, tuple]:
     """Exact mean and variance of each per-token estimator over the next token y ~ π(·|prefix).
 
+    Computed in float64, returned in ``divergences.result_dtype`` of the logits.
     Returns ``{name: (mean, variance)}``, each (B, T) and 0 where ``mask`` is False: the bias of
     k_i at a prefix is its mean minus :func:`exact_token_kl` (reverse) there.
     """
+    check_same_shape(policy_logits, ref_logits, ("policy_logits", "ref_logits"))
     mask = _check_mask(mask, policy_logits[..., 0])
     keep = mask.unsqueeze(-1)
+    dtype = result_dtype(policy_logits, ref_logits)  # float64 inside: the means are tiny KLs
+    policy_logits, ref_logits = policy_logits.double(), ref_logits.double()
     log_p = F.log_softmax(torch.where(keep, policy_logits, torch.zeros_like(policy_logits)), -1)
     log_r = F.log_softmax(torch.where(keep, ref_logits, torch.zeros_like(ref_logits)), -1)
     p = log_p.exp()
@@ -89,7 +111,7 @@ def estimator_moments(policy_logits, ref_logits, mask=None) -> dict[str, tuple]:
         k = fn(log_rho)
         mean = (p * k).sum(-1)
         var = (p * (k - mean.unsqueeze(-1)) ** 2).sum(-1)
-        out[name] = (mean * mask, var * mask)
+        out[name] = ((mean * mask).to(dtype), (var * mask).to(dtype))
     return out
 
 
@@ -109,6 +131,7 @@ def all_sequences(vocab_size: int, length: int) -> torch.Tensor:
 
 def sequence_kl(policy_seq_logp: torch.Tensor, ref_seq_logp: torch.Tensor) -> torch.Tensor:
     """KL(π‖π_ref) between two distributions given on every sequence (log-probs, (N,)); nats."""
+    check_same_shape(policy_seq_logp, ref_seq_logp, ("policy_seq_logp", "ref_seq_logp"))
     p = policy_seq_logp.exp()
     if not torch.isclose(p.sum(), torch.ones((), dtype=p.dtype), atol=1e-6):
         raise ValueError(f"policy probabilities sum to {p.sum().item():.6f}, not 1: enumerate all")
@@ -118,6 +141,11 @@ def sequence_kl(policy_seq_logp: torch.Tensor, ref_seq_logp: torch.Tensor) -> to
 
 def chain_rule_sum(policy_seq_logp: torch.Tensor, token_kl: torch.Tensor, mask=None):
     """E_π[Σ_t KL_t] over an enumerated set: Σ_y π(y)·Σ_t token_kl[y, t]; nats."""
+    if policy_seq_logp.ndim != 1 or token_kl.shape[:1] != policy_seq_logp.shape:
+        raise ValueError(
+            f"token_kl {tuple(token_kl.shape)} must be (N, T) for policy_seq_logp "
+            f"{tuple(policy_seq_logp.shape)} (N,)"
+        )
     return (policy_seq_logp.exp() * masked_sum(token_kl, mask)).sum()
 
 
@@ -132,6 +160,7 @@ def k1_in_reward_surrogate(policy_logp, ref_logp, mask=None) -> torch.Tensor:
 
     Its gradient Σ_t ∇log π(y_t)·k1(y) is unbiased for ∇KL(π‖π_ref) over sequences.
     """
+    check_same_shape(policy_logp, ref_logp, ("policy_logp", "ref_logp"))
     mask = _check_mask(mask, policy_logp)
     k1 = masked_sum((policy_logp - ref_logp).detach(), mask)
     return k1 * masked_sum(policy_logp, mask)
@@ -180,12 +209,14 @@ def per_sequence_grads(values: torch.Tensor, params) -> torch.Tensor:
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Cosine similarity of two flat vectors."""
+    """Cosine similarity of two flat vectors (same shape)."""
+    check_same_shape(a, b, ("a", "b"))
     return F.cosine_similarity(a.reshape(1, -1), b.reshape(1, -1)).item()
 
 
 def relative_error(estimate: torch.Tensor, exact: torch.Tensor) -> float:
-    """‖estimate − exact‖ / ‖exact‖."""
+    """‖estimate − exact‖ / ‖exact‖ (same shape)."""
+    check_same_shape(estimate, exact, ("estimate", "exact"))
     return ((estimate - exact).norm() / exact.norm()).item()
 
 
@@ -210,10 +241,16 @@ def tree_sequences(policy_logits: list, ref_logits: list, supports: list) -> dic
             out = torch.full_like(logits, float("-inf"))
             return out.scatter(-1, support, logits.gather(-1, support))
 
+        check_same_shape(p_logits, r_logits, (f"policy_logits[{t}]", f"ref_logits[{t}]"))
+        if support.shape[:1] != p_logits.shape[:1]:
+            raise ValueError(
+                f"supports[{t}] {tuple(support.shape)} must have a row per prefix of "
+                f"policy_logits[{t}] {tuple(p_logits.shape)}"
+            )
         p_trunc, r_trunc = truncate(p_logits), truncate(r_logits.detach())
         tokens.append(support[prefix, child])
-        pol.append(F.log_softmax(p_trunc, -1).gather(-1, support)[prefix, child])
-        ref.append(F.log_softmax(r_trunc, -1).gather(-1, support)[prefix, child])
+        pol.append(F.log_softmax(upcast_half(p_trunc), -1).gather(-1, support)[prefix, child])
+        ref.append(F.log_softmax(upcast_half(r_trunc), -1).gather(-1, support)[prefix, child])
         rev.append(exact_token_kl(p_trunc[:, None], r_trunc[:, None], None, "reverse")[prefix, 0])
         fwd.append(exact_token_kl(p_trunc[:, None], r_trunc[:, None], None, "forward")[prefix, 0])
     stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
@@ -235,6 +272,8 @@ def tree_sequences(policy_logits: list, ref_logits: list, supports: list) -> dic
 
 def mixture_log_probs(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """log(½·softmax(a) + ½·softmax(b)) over the last dim: a two-mode next-token target."""
+    check_same_shape(logits_a, logits_b, ("logits_a", "logits_b"))
+    logits_a, logits_b = upcast_half(logits_a), upcast_half(logits_b)
     both = torch.stack([F.log_softmax(logits_a, -1), F.log_softmax(logits_b, -1)])
     return torch.logsumexp(both, dim=0) - torch.log(torch.tensor(2.0, dtype=both.dtype))
 
@@ -246,6 +285,8 @@ def blend_landscape(logits_a, logits_b, target_logp, alphas, taus, direction: st
     (len(taus), len(alphas)). The family blends two contexts' logits, so it cannot hold both
     modes of the mixture at once: the two directions then disagree.
     """
+    check_same_shape(logits_a, logits_b, ("logits_a", "logits_b"))
+    check_same_shape(target_logp, logits_a, ("target_logp", "logits_a"))
     alphas = torch.as_tensor(alphas, dtype=logits_a.dtype)
     out = torch.empty(len(taus), len(alphas), dtype=logits_a.dtype)
     target = target_logp.expand(len(alphas), -1)
@@ -257,6 +298,11 @@ def blend_landscape(logits_a, logits_b, target_logp, alphas, taus, direction: st
 
 def landscape_minima(landscape: torch.Tensor, alphas, taus, split: float = 0.5) -> list[dict]:
     """The grid minimum with α < ``split`` and the one with α ≥ ``split`` (two basins)."""
+    if landscape.shape != (len(taus), len(alphas)):
+        raise ValueError(
+            f"landscape {tuple(landscape.shape)} must be (len(taus), len(alphas)) = "
+            f"{(len(taus), len(alphas))}"
+        )
     alphas = torch.as_tensor(alphas)
     out = []
     for side in (alphas < split, alphas >= split):

@@ -196,3 +196,136 @@ def test_token_terms_use_num_items_in_batch():
         -math.log(torch.softmax(policy[b, t].double(), -1)[y].item()) for b, t, y in want_shift
     )
     assert shifted_task.item() == pytest.approx(want / 3, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision of every exact KL/JS path (issue 20, part 4): near-identical distributions at
+# SmolLM2's vocabulary; expected values from a naive float64 computation on the same inputs.
+# ---------------------------------------------------------------------------------------------
+
+V_SMOL = 49152
+
+
+def _near_pair(eps: float, rows: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    policy = 3 * torch.randn(rows, V_SMOL, generator=g)
+    return policy, policy + eps * torch.randn(rows, V_SMOL, generator=g)
+
+
+def _naive64_kl(p_logits, q_logits):
+    log_p = torch.log_softmax(p_logits.double(), -1)
+    log_q = torch.log_softmax(q_logits.double(), -1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def _naive64_js(p_logits, q_logits, w):
+    p = torch.softmax(p_logits.double(), -1)
+    q = torch.softmax(q_logits.double(), -1)
+    m = w * p + (1 - w) * q
+    part = lambda a: torch.where(a > 0, a * (a / m).log(), torch.zeros_like(a)).sum(-1)  # noqa: E731
+    return w * part(p) + (1 - w) * part(q)
+
+
+def _exact_paths():
+    """Every exact KL/JS path as f(policy (R, V), ref (R, V)) -> (R,), with its float64 twin."""
+    from kl_helpers.divergences import kl_from_logits
+    from kl_helpers.regularizer import generalised_js_from_logits
+    from kl_helpers.rl_loop import response_kl
+    from kl_helpers.token_kl import estimator_moments, exact_token_kl
+
+    ones = lambda x: torch.ones(x.shape[0], 1, dtype=torch.bool)  # noqa: E731
+    return {
+        "divergences.kl_from_logits": (kl_from_logits, _naive64_kl),
+        "reverse": (lambda a, b: divergence_from_logits(a, b, "reverse"), _naive64_kl),
+        "forward": (
+            lambda a, b: divergence_from_logits(a, b, "forward"),
+            lambda a, b: _naive64_kl(b, a),
+        ),
+        "js 0.5": (
+            lambda a, b: divergence_from_logits(a, b, "js"),
+            lambda a, b: _naive64_js(b, a, 0.5),
+        ),
+        "generalised_js 0.1": (
+            lambda a, b: generalised_js_from_logits(a, b, 0.1),
+            lambda a, b: _naive64_js(a, b, 0.1),
+        ),
+        "per_token_divergence": (
+            lambda a, b: per_token_divergence(a[:, None], b[:, None], ones(a), "reverse")[:, 0],
+            _naive64_kl,
+        ),
+        "token_kl.exact_token_kl": (
+            lambda a, b: exact_token_kl(a[:, None], b[:, None], ones(a))[:, 0],
+            _naive64_kl,
+        ),
+        "token_kl.estimator_moments k1": (
+            lambda a, b: estimator_moments(a[:, None], b[:, None], ones(a))["k1"][0][:, 0],
+            _naive64_kl,
+        ),
+        "rl_loop.response_kl": (
+            lambda a, b: response_kl(a[:, None], b[:, None], ones(a)),
+            _naive64_kl,
+        ),
+    }
+
+
+EXACT_PATHS = list(_exact_paths())
+
+
+@pytest.mark.parametrize("path", EXACT_PATHS)
+@pytest.mark.parametrize("eps", [1e-3, 1e-4, 1e-5])
+def test_exact_paths_resolve_tiny_divergences(path, eps):
+    """float32 lost these: negative rows and 2x-176x relative errors at eps 1e-3, 1e-4."""
+    fn, naive = _exact_paths()[path]
+    policy, ref = _near_pair(eps)
+    expected = naive(policy, ref)
+    got = fn(policy, ref)
+    assert expected.min() > 1e-12 and got.dtype == torch.float32
+    assert (got >= 0).all(), f"negative divergences: {got.min().item():.3g}"
+    rel = ((got.double() - expected).abs() / expected).max().item()
+    assert rel < 0.02, f"relative error {rel:.3g} at true mean {expected.mean().item():.3g}"
+
+
+@pytest.mark.parametrize("path", EXACT_PATHS)
+def test_exact_paths_are_zero_for_identical_logits(path):
+    fn, _ = _exact_paths()[path]
+    policy, _ = _near_pair(0.0, rows=4)
+    assert torch.equal(fn(policy, policy.clone()), torch.zeros(4))
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "js"])
+def test_float64_inside_keeps_the_gradient(direction):
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(3, 5, 11, generator=g).requires_grad_(True)
+    b = torch.randn(3, 5, 11, generator=g)
+    a64 = a.detach().double().requires_grad_(True)
+    if direction == "forward":
+        expected = _naive64_kl(b.double(), a64)
+    elif direction == "reverse":
+        expected = _naive64_kl(a64, b.double())
+    else:
+        expected = _naive64_js(b.double(), a64, 0.3)
+    (expected * torch.arange(5.0, dtype=torch.float64)).sum().backward()
+    got = divergence_from_logits(a, b, direction, js_weight=0.3)
+    (got * torch.arange(5.0)).sum().backward()
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(a.grad.double(), a64.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_masked_classes_and_huge_logit_gaps_stay_finite():
+    """-inf classes in both, -1e4 'masked' classes in one only, and no NaN in value or gradient."""
+    a = torch.tensor([[0.0, 1.0, -math.inf, -1e4], [2.0, -1e4, 0.5, 0.0]], requires_grad=True)
+    b = torch.tensor([[0.5, 0.0, -math.inf, 1.0], [-1e4, 2.0, 0.5, 0.0]])
+    for direction in ("forward", "reverse", "js"):
+        got = divergence_from_logits(a, b, direction)
+        got.sum().backward()
+        assert torch.isfinite(got).all() and torch.isfinite(a.grad).all()
+        fin = torch.where(torch.isinf(a), torch.full_like(a, -1e30), a).detach()
+        ref = torch.where(torch.isinf(b), torch.full_like(b, -1e30), b)
+        if direction == "forward":
+            naive = _naive64_kl(ref, fin)
+        elif direction == "reverse":
+            naive = _naive64_kl(fin, ref)
+        else:
+            naive = _naive64_js(ref, fin, 0.5)
+        torch.testing.assert_close(got.double(), naive, rtol=1e-5, atol=1e-6)
+        a.grad = None

@@ -1,0 +1,127 @@
+"""The one sampler: responses drawn exactly from π = softmax(logits / T), with a KV cache.
+
+``model.generate`` merges every field that the checkpoint's ``generation_config`` sets
+(``repetition_penalty``, ``min_p``, ``suppress_tokens``, ``top_k``, ``do_sample=False``...) into
+the sampling, so its samples are not from the π whose log-probs the KL estimators and the policy
+gradient use. :func:`sample_tokens` applies nothing it was not asked for: per step, the last
+position's logits in float32, EOS set to −inf before ``min_new_tokens``, division by T (only when
+T ≠ 1), softmax, ``torch.multinomial(probs, 1)``: the op order of ``generate``'s sampling, so on a
+model with a clean generation config the two give the same tokens for the same seed. Used by
+``rl_loop.sample_responses`` and ``llm.sample``. Introduced in notebook 09.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (where the sampler's outputs live)."""
+    return next(model.parameters()).device
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos):
+    if input_ids.ndim != 2 or input_ids.shape[1] < 1:
+        raise ValueError(f"input_ids must be (B, L) with L >= 1, got {tuple(input_ids.shape)}")
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has shape "
+            f"{tuple(input_ids.shape)}"
+        )
+    if (attention_mask[:, -1] == 0).any():
+        raise ValueError("prompts must be left-padded: every row's last position must be real")
+    if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
+        raise ValueError(
+            f"need max_new_tokens >= 1 and 0 <= min_new_tokens <= max_new_tokens, got "
+            f"{max_new_tokens} and {min_new_tokens}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if eos is None and min_new_tokens:
+        raise ValueError("min_new_tokens needs an eos_token_id to forbid")
+
+
+def sample_tokens(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    min_new_tokens: int = 0,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """New tokens (B, T ≤ ``max_new_tokens``) after left-padded prompts ``input_ids`` (B, L).
+
+    Each token is drawn from softmax(logits / ``temperature``) of ``model`` (seed with
+    ``torch.manual_seed`` before the call); ``model.generation_config`` is ignored. Positions
+    after a row's first ``eos_token_id`` hold ``pad_token_id`` (default: the EOS id); sampling
+    stops when every row has ended or after ``max_new_tokens``; EOS cannot be drawn in the first
+    ``min_new_tokens`` steps.
+    Position ids come from ``attention_mask`` (1 on real tokens; all ones if None).
+    ``use_cache=False`` re-runs the whole sequence at every step (the naive baseline; same
+    distribution). No gradient; ``model``'s train/eval mode is restored afterwards. The output
+    is a long tensor on the model's device. Raises ValueError on shapes or settings that make no
+    sense (names both shapes when the mask does not match the ids).
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    eos = eos_token_id
+    pad = eos_token_id if pad_token_id is None else pad_token_id  # generate's default
+    _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos)
+    device = model_device(model)
+    ids = input_ids.to(device)
+    mask = attention_mask.to(device=device, dtype=torch.long)
+    # generate's position ids: counted over real tokens, 0 on left padding
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    extra = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
+    new: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
+                **extra,
+            )  # fmt: skip
+            for step in range(max_new_tokens):
+                logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
+                if eos is not None and step < min_new_tokens:
+                    logits[:, eos] = -torch.inf
+                if temperature != 1.0:
+                    logits = logits / temperature
+                probs = torch.softmax(logits, dim=-1)
+                token = torch.multinomial(probs, num_samples=1).squeeze(1)
+                if eos is not None:
+                    token = torch.where(unfinished, token, torch.full_like(token, pad))
+                    unfinished = unfinished & (token != eos)
+                new.append(token)
+                if step + 1 == max_new_tokens or not unfinished.any():
+                    break
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+                if use_cache:
+                    cache = getattr(out, "cache", None)
+                    out = model(
+                        input_ids=token[:, None], attention_mask=mask,
+                        position_ids=positions[:, -1:], cache=cache, use_cache=True, **extra,
+                    )  # fmt: skip
+                else:
+                    seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)
+                    out = model(
+                        input_ids=seq, attention_mask=mask, position_ids=positions,
+                        use_cache=False, **extra,
+                    )  # fmt: skip
+    finally:
+        model.train(was_training)
+    return torch.stack(new, dim=1)

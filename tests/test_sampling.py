@@ -1,0 +1,210 @@
+"""Tests of kl_helpers.sampling and the two paths that use it (``rl_loop.sample_responses``,
+``llm.sample``): the samples follow π = softmax(logits / T) exactly, by enumeration on a tiny Llama
+(vocabulary 8), whatever the checkpoint's ``generation_config`` says; and on a clean config they
+are ``generate``'s samples, token for token, for the same seed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kl_helpers import llm
+from kl_helpers.rl import RLConfig
+from kl_helpers.rl_loop import sample_responses
+from kl_helpers.sampling import sample_tokens
+
+V = 8
+PROMPT = torch.tensor([[0, 3, 5]])
+N = 20_000  # samples per check
+Z = 5.0  # per-outcome tolerance in standard deviations: a false alarm has probability < 1e-4
+
+
+def tiny_model() -> torch.nn.Module:
+    """A 1-layer Llama, vocabulary 8, next-token probabilities between about 0.01 and 0.4."""
+    model = llm.build_tiny_causal_lm(vocab_size=V, seed=0, hidden=16)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(0.25)
+    return model
+
+
+def exact_probs(model, prefixes: torch.Tensor, temperature: float = 1.0, ban=None):
+    """float64 softmax(logits / T) of the token after PROMPT + each prefix (n, t): (n, V)."""
+    ids = torch.cat([PROMPT.expand(prefixes.shape[0], -1), prefixes], dim=1)
+    with torch.no_grad():
+        logits = model(ids).logits[:, -1].double() / temperature
+    if ban is not None:
+        logits[:, ban] = -torch.inf
+    return torch.softmax(logits, dim=-1)
+
+
+def sequence_probs(model, length: int, temperature: float = 1.0) -> torch.Tensor:
+    """π(y) of every y in V^length by the chain rule, flattened in lexicographic order."""
+    probs = torch.ones(1, dtype=torch.float64)
+    prefixes = torch.zeros(1, 0, dtype=torch.long)
+    for _ in range(length):
+        step = exact_probs(model, prefixes, temperature)  # (V^t, V)
+        probs = (probs[:, None] * step).reshape(-1)
+        prefixes = torch.cat(
+            [prefixes.repeat_interleave(V, 0), torch.arange(V).repeat(prefixes.shape[0])[:, None]],
+            dim=1,
+        )
+    return probs
+
+
+def check_follows(samples: torch.Tensor, probs: torch.Tensor) -> None:
+    """Every outcome's frequency within Z multinomial standard deviations of its probability.
+
+    ``samples`` (n, t) index the V^t outcomes lexicographically. Frequency f_k of n draws has
+    standard deviation sqrt(p_k (1 − p_k) / n); a union bound over the outcomes gives the false
+    alarm rate. The implied total-variation bound ½ Σ Z·sd_k is reported in the message.
+    """
+    n, t = samples.shape
+    index = (samples * V ** torch.arange(t - 1, -1, -1)).sum(1)
+    freq = torch.bincount(index, minlength=V**t).double() / n
+    sd = (probs * (1 - probs) / n).sqrt()
+    tv = 0.5 * (freq - probs).abs().sum().item()
+    bound = 0.5 * Z * sd.sum().item()
+    worst = ((freq - probs).abs() - Z * sd).max().item()
+    assert worst <= 0, f"TV {tv:.4f} (noise bound {bound:.4f}); an outcome is off by > {Z} sd"
+    assert tv <= bound
+
+
+# What checkpoints ship in generation_config; none of it may change the samples.
+CHECKPOINT_DEFAULTS = {
+    "clean": {},
+    "repetition_penalty": {"repetition_penalty": 1.5},
+    "min_p": {"min_p": 0.5},
+    "suppress_tokens": {"suppress_tokens": "argmax"},
+    "top_k": {"top_k": 2},
+    "top_p": {"top_p": 0.3},
+    "temperature": {"temperature": 0.3},
+    "greedy": {"do_sample": False},
+}
+
+
+def with_defaults(case: str) -> torch.nn.Module:
+    model = tiny_model()
+    for name, value in CHECKPOINT_DEFAULTS[case].items():
+        if value == "argmax":
+            value = [int(exact_probs(model, torch.zeros(1, 0, dtype=torch.long)).argmax())]
+        setattr(model.generation_config, name, value)
+    return model
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_DEFAULTS)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sample_responses_follow_pi_one_token(case, temperature):
+    torch.set_num_threads(1)
+    model = with_defaults(case)
+    config = RLConfig(num_generations=N, prompts_per_step=1, max_new_tokens=1,
+                      temperature=temperature)  # fmt: skip
+    responses, _ = sample_responses(model, PROMPT, torch.ones_like(PROMPT), config, None, None, 0)
+    probs = exact_probs(model, torch.zeros(1, 0, dtype=torch.long), temperature)[0]
+    check_follows(responses, probs)
+
+
+@pytest.mark.parametrize("case", ["clean", "repetition_penalty", "min_p", "top_k"])
+def test_sample_responses_follow_pi_two_tokens_by_the_chain_rule(case):
+    torch.set_num_threads(1)
+    model = with_defaults(case)
+    config = RLConfig(num_generations=N, prompts_per_step=1, max_new_tokens=2)
+    responses, _ = sample_responses(model, PROMPT, torch.ones_like(PROMPT), config, None, None, 1)
+    check_follows(responses, sequence_probs(model, 2))  # all 64 sequences
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_DEFAULTS)
+def test_llm_sample_follows_pi_with_eos_forbidden_first(case):
+    torch.set_num_threads(1)
+    model, eos = with_defaults(case), 2
+    tokens, mask = llm.sample(model, PROMPT, N, max_new_tokens=1, eos_id=eos, seed=2)
+    assert tokens.device.type == "cpu" and mask.all()
+    probs = exact_probs(model, torch.zeros(1, 0, dtype=torch.long), ban=eos)[0]
+    check_follows(tokens, probs)
+
+
+def test_the_check_detects_a_wrong_distribution():
+    """The noise bound is tight enough to see a fault (a mild penalty on the prompt's tokens)."""
+    torch.set_num_threads(1)
+    model = tiny_model()
+    probs = exact_probs(model, torch.zeros(1, 0, dtype=torch.long))[0]
+    wrong = probs.clone()
+    wrong[PROMPT[0]] *= 0.8  # what a mild penalty on the prompt's tokens does
+    wrong /= wrong.sum()
+    draws = torch.multinomial(
+        wrong, N, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
+    with pytest.raises(AssertionError, match="TV"):
+        check_follows(draws[:, None], probs)
+
+
+@pytest.mark.parametrize(
+    ("temperature", "min_new", "use_cache"), [(1.0, 0, True), (0.7, 3, True), (1.3, 0, False)]
+)
+def test_same_tokens_as_generate_on_a_clean_config(temperature, min_new, use_cache):
+    torch.set_num_threads(1)
+    model = llm.build_tiny_causal_lm(vocab_size=V, seed=1, hidden=16)
+    ids = torch.tensor([[5, 5, 0, 3, 4], [0, 1, 2, 3, 4], [5, 5, 5, 0, 2], [7, 0, 1, 1, 1]])
+    mask = (torch.arange(5) >= torch.tensor([[2], [0], [3], [1]])).long()  # left padding
+    kwargs = {"max_new_tokens": 8, "min_new_tokens": min_new, "pad_token_id": 7,
+              "eos_token_id": 6, "use_cache": use_cache}  # fmt: skip
+    torch.manual_seed(11)
+    with torch.no_grad():
+        expected = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+            top_p=1.0, **kwargs,
+        )[:, ids.shape[1] :]  # fmt: skip
+    torch.manual_seed(11)
+    got = sample_tokens(model, ids, mask, temperature=temperature, **kwargs)
+    assert torch.equal(got, expected)
+    assert (got == 6).any() or min_new  # the EOS/pad path is exercised
+
+
+def test_eos_pads_min_new_tokens_mode_and_no_gradient():
+    torch.set_num_threads(1)
+    model = tiny_model().train()
+    ids = PROMPT.repeat(64, 1)
+    torch.manual_seed(0)
+    out = sample_tokens(model, ids, max_new_tokens=6, eos_token_id=1, pad_token_id=7,
+                        min_new_tokens=2)  # fmt: skip
+    assert model.training and not out.requires_grad and out.device == ids.device
+    assert not (out[:, :2] == 1).any()  # EOS forbidden before min_new_tokens
+    for row in out.tolist():
+        if 1 in row:
+            assert all(t == 7 for t in row[row.index(1) + 1 :])  # pad after the first EOS
+    ended = (out == 1).any(1)
+    assert out.shape[1] == 6 or ended.all()  # stops early only when every row has ended
+
+
+def test_bad_input_is_refused():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(1, 3\)"):
+        sample_tokens(model, PROMPT, torch.ones(2, 3, dtype=torch.long), max_new_tokens=1)
+    with pytest.raises(ValueError, match="left-padded"):
+        sample_tokens(model, PROMPT, torch.tensor([[1, 1, 0]]), max_new_tokens=1)
+    with pytest.raises(ValueError, match="min_new_tokens"):
+        sample_tokens(model, PROMPT, max_new_tokens=1, min_new_tokens=2, eos_token_id=1)
+    with pytest.raises(ValueError, match="temperature"):
+        sample_tokens(model, PROMPT, max_new_tokens=1, temperature=0.0)
+
+
+def test_same_tokens_as_generate_on_a_lora_policy():
+    """The RL path samples from a peft-wrapped policy: same tokens as its generate, too."""
+    from kl_helpers.rl_loop import add_lora
+
+    torch.set_num_threads(1)
+    base = llm.build_tiny_causal_lm(vocab_size=V, seed=2, hidden=16)
+    policy = add_lora(base, RLConfig(lora_r=2, lora_alpha=4))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    ids, mask = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]]), torch.tensor([[0, 0, 1, 1], [1] * 4])
+    kwargs = {"max_new_tokens": 6, "pad_token_id": 7, "eos_token_id": 6}
+    torch.manual_seed(5)
+    with torch.no_grad():
+        expected = policy.generate(
+            input_ids=ids, attention_mask=mask, do_sample=True, temperature=0.9, top_k=0,
+            top_p=1.0, **kwargs,
+        )[:, 4:]  # fmt: skip
+    torch.manual_seed(5)
+    assert torch.equal(sample_tokens(policy, ids, mask, temperature=0.9, **kwargs), expected)
