@@ -176,8 +176,8 @@ def test_an_edited_loss_function_reruns(tmp_path, data, tiny, tokenizer, monkeyp
     edited = edited_package(
         tmp_path,
         "regularizer.py",
-        "return kl_from_logits(ref, policy)",
-        "return 2.0 * kl_from_logits(ref, policy)",
+        "out = kl_divergence_logits(ref_logits, policy_logits, temperature)",
+        "out = 2.0 * kl_divergence_logits(ref_logits, policy_logits, temperature)",
     )
     assert code_fingerprint(edited) != code_fingerprint()
     monkeypatch.setattr(results, "PACKAGE_ROOT", edited)
