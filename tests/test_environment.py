@@ -1,10 +1,13 @@
-"""environment.yml and the Makefile install the same thing, so conda and make cannot drift."""
+"""environment.yml and the Makefile install the same thing, so conda and make cannot drift; the
+dependency floors are met by Colab's image, so the Colab cell upgrades nothing Colab has."""
 
 import re
 from pathlib import Path
 
 import tomllib
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,8 +19,11 @@ def _pip_section() -> list[str]:
     return pip[0]
 
 
-def test_environment_installs_this_package_with_test_extra():
-    assert "-e .[test]" in _pip_section()
+LOCAL_EXTRAS = "test,notebook"  # what `make` and conda install: tests, and jupyter for `make run`
+
+
+def test_environment_installs_this_package_with_the_local_extras():
+    assert f"-e .[{LOCAL_EXTRAS}]" in _pip_section()
 
 
 def test_torch_pin_is_the_same_in_environment_and_makefile():
@@ -35,10 +41,59 @@ def test_environment_python_satisfies_requires_python():
     assert minor >= floor
 
 
-def test_makefile_installs_the_test_extra_that_pyproject_defines():
+def test_makefile_installs_the_extras_that_pyproject_defines():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert "test" in project["optional-dependencies"]
-    assert "-e '.[test]'" in (ROOT / "Makefile").read_text()
+    assert set(LOCAL_EXTRAS.split(",")) <= set(project["optional-dependencies"])
+    assert f"-e '.[{LOCAL_EXTRAS}]'" in (ROOT / "Makefile").read_text()
+
+
+def test_jupyter_is_an_extra_for_local_runs_not_a_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {Requirement(r).name for r in project["dependencies"]}
+    assert "jupyter" not in names
+    notebook = {Requirement(r).name for r in project["optional-dependencies"]["notebook"]}
+    assert "jupyter" in notebook
+    assert "$(BIN)/jupyter nbconvert" in (ROOT / "Makefile").read_text()  # make run needs it
+
+
+COLAB = ROOT / "constraints" / "colab-gpu-2026-08.txt"
+
+
+def _colab_pins() -> dict[str, str]:
+    pins = {}
+    for line in COLAB.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_colab_constraints_name_their_source_and_pin_python_313_packages():
+    text = COLAB.read_text()
+    assert "googlecolab/backend-info" in text and "2026-08-19" in text
+    pins = _colab_pins()
+    assert {"torch", "transformers", "ipywidgets", "numpy"} <= set(pins)
+
+
+def test_every_floor_is_met_by_colabs_version():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _colab_pins()
+    checked = []
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if name in pins:
+            assert requirement.specifier.contains(pins[name]), (line, pins[name])
+            checked.append(name)
+    assert {"torch", "transformers", "ipywidgets", "datasets", "peft"} <= set(checked)
+
+
+def test_colab_check_uses_python_313_and_the_constraints():
+    make = (ROOT / "Makefile").read_text()
+    assert "colab-check:" in make and "python3.13" in make
+    assert f"COLAB_CONSTRAINTS := constraints/{COLAB.name}" in make
+    assert "-c $(COLAB_CONSTRAINTS) ." in make  # the package as the Colab cell installs it
 
 
 def test_ci_runs_the_readme_test_command():
@@ -51,4 +106,5 @@ def test_every_install_path_installs_the_no_deps_wheels():
     assert "python -m kl_helpers.assets" in (ROOT / "README.md").read_text()
     assert "python -m kl_helpers.assets" in (ROOT / "environment.yml").read_text()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        assert "!python -m kl_helpers.assets" in notebook.read_text(), notebook.name
+        # only what that notebook needs (tests/test_notebooks_setup.py checks the whole cell)
+        assert "install_notebook_assets(" in notebook.read_text(), notebook.name
