@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from kl_helpers.reference import logits_once, make_reference
+from kl_helpers.reference import logits_once, make_reference, predict_logits, reference_view
 
 REF_LOGITS_COLUMN = "ref_logits"  # dataset column holding precomputed reference logits
 LOG_KEYS = ("task_loss", "divergence")  # what the trainer adds to each training/eval log
@@ -246,3 +246,21 @@ def training_log(log_history: Sequence[dict[str, Any]]) -> dict[str, list[float]
     """Per-log-row columns ``step``, ``loss``, ``task_loss``, ``divergence`` from a log history."""
     rows = [row for row in log_history if LOG_KEYS[0] in row and "loss" in row]
     return {key: [float(row[key]) for row in rows] for key in ("step", "loss", *LOG_KEYS)}
+
+
+def lora_logit_gaps(
+    policy: torch.nn.Module, start: torch.nn.Module, data: Any
+) -> tuple[float, float]:
+    """How far a PEFT ``policy`` trained from ``start`` is from it, in classifier logits over
+    ``data`` (an ``Encoded``): (max |adapter-disabled − start|, max |policy − start|) as floats.
+
+    The three logit tables are computed on the policy's device, ``start`` as a copy moved there
+    (``start`` stays where it is), so the gaps are not CPU-versus-GPU rounding. Raises
+    ``ValueError`` if ``policy`` is not a PEFT model (``reference.reference_view``).
+    """
+    device = next(policy.parameters()).device
+    start_logits = predict_logits(copy.deepcopy(start).to(device), data)
+    with reference_view(policy) as reference:
+        ref_after = predict_logits(reference, data)
+    after = predict_logits(policy, data)
+    return (ref_after - start_logits).abs().max().item(), (after - start_logits).abs().max().item()
