@@ -36,7 +36,8 @@ def make_reference(
     device: torch.device | str | None = None,
     dropout: bool = False,
 ) -> torch.nn.Module:
-    """A frozen reference: a deep copy of ``model`` (or ``model`` itself) in eval mode, no grad.
+    """A frozen reference: a deep copy of ``model`` (or ``model`` itself) in eval mode, no grad,
+    on ``device`` (default: where ``model`` is).
 
     ``dropout=False`` also sets its dropout to 0, so the reference stays deterministic even if
     something puts it back in train mode.
@@ -62,8 +63,9 @@ def is_peft_model(model: torch.nn.Module) -> bool:
 def reference_view(
     policy: torch.nn.Module, reference: torch.nn.Module | None = None
 ) -> Iterator[torch.nn.Module]:
-    """The module that computes reference logits: ``reference`` if given, else the PEFT
-    ``policy`` with its adapters disabled (the frozen base, no second copy of the weights)."""
+    """The module that computes reference logits: ``reference`` if given (on its own device),
+    else the PEFT ``policy`` with its adapters disabled (the frozen base, no second copy of the
+    weights, on the policy's device)."""
     if reference is not None:
         yield reference
         return
@@ -95,7 +97,7 @@ def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
 def frozen_reference(start_model: torch.nn.Module, config) -> torch.nn.Module:
     """The engine's reference for an ``ExperimentConfig``: a frozen exact copy of ``start_model``,
     or (``reference="independent_head"``, the article's variant) the same encoder with a head
-    redrawn from ``config.reference_seed``."""
+    redrawn from ``config.reference_seed``. On ``start_model``'s device."""
     reference = make_reference(start_model, dropout=True)
     if config.reference == "independent_head":
         redraw_classifier_head(reference, config.reference_seed)
@@ -108,8 +110,8 @@ def logits_once(
     batches: Iterable[Mapping[str, torch.Tensor]],
     amp_dtype: torch.dtype | None = None,
 ) -> list[torch.Tensor]:
-    """Eval-mode float32 logits of ``model`` for each batch of model inputs, under ``no_grad``;
-    the model's train/eval mode is restored afterwards."""
+    """Eval-mode float32 logits of ``model`` for each batch of model inputs (moved to the model's
+    device, where the logits stay), under ``no_grad``; the model's train/eval mode is restored."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -125,7 +127,8 @@ def logits_once(
 
 
 def forward_logits(model: torch.nn.Module, input_ids, attention_mask) -> torch.Tensor:
-    """Classifier logits ``(B, C)`` of a Hugging Face sequence-classification model."""
+    """Classifier logits ``(B, C)`` of a Hugging Face sequence-classification model, on its
+    device (inputs must be there already)."""
     return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 

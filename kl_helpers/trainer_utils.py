@@ -83,7 +83,8 @@ def is_partitioned(model: torch.nn.Module) -> bool:
 
 
 def copy_as_reference(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of ``model`` as the reference; refused for partitioned (ZeRO-3) weights."""
+    """A frozen copy of ``model`` as the reference, on its device; refused for partitioned
+    (ZeRO-3) weights."""
     if is_partitioned(model):
         raise ValueError(
             "pass ref_model explicitly (or precompute reference logits): the model's weights are "
@@ -194,7 +195,8 @@ def add_reference_logits(
     column: str = REF_LOGITS_COLUMN,
     device: torch.device | str | None = None,
 ):
-    """Return ``dataset`` plus a column of the reference's logits ``(C,)`` per example.
+    """Return ``dataset`` plus a column of the reference's logits ``(C,)`` per example, stored as
+    Python lists (the model runs on ``device``, default its own).
 
     For a fixed classification dataset the frozen reference's logits never change, so one pass
     (``kl_helpers.reference.logits_once``) replaces a reference forward at every step.

@@ -66,8 +66,9 @@ class OneDevice(TorchDispatchMode):
         if func is aten._local_scalar_dense.default and args[0].device.type == "meta":
             dtype = args[0].dtype
             return False if dtype == torch.bool else 0.0 if dtype.is_floating_point else 0
-        if func in INDEXING:  # CPU indices may index a tensor on any device (not the values)
+        if func in INDEXING:  # indices on the CPU or the tensor's device; values on its device
             devices = _devices((args[0], *args[2:]), kwargs)
+            devices |= {d for d in _devices(args[1], {}) if d.type != "cpu"}
         else:
             devices = _devices(args, kwargs)
         if len(devices) > 1:

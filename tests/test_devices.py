@@ -71,6 +71,8 @@ def test_the_stand_in_refuses_what_cuda_refuses_and_allows_the_copies():
             torch.cat([a, b])
         assert (a * torch.tensor(2.0)).device.type == "meta"  # a CPU scalar may join
         assert a[torch.tensor([1])].device.type == "meta"  # CPU indices may index
+        with pytest.raises(DeviceMix):  # a CPU tensor by indices on the accelerator may not
+            b[torch.tensor([1], device="meta")]
         assert a.cpu().device.type == "cpu" and torch.equal(a.cpu(), torch.zeros(2, 3))
         assert a.sum().item() == 0
 
@@ -206,6 +208,8 @@ def test_engine_training_runs_on_an_accelerator(tiny, tokenizer, data):
         history = train_loop(tiny, optimizer, enc, config, ref_logits, None, device)
         assert len(history.task) == 2 and all(isinstance(v, float) for v in history.task)
         live = train_loop(tiny, optimizer, enc, config, None, reference, device)
+        cpu_ref = torch.zeros(len(enc), 3)  # cached reference logits kept on the CPU
+        assert len(train_loop(tiny, optimizer, enc, config, cpu_ref, None, device).task) == 2
         assert len(live.kl_reverse) == 2
         ids, mask = (t.to(device) for t in pad_batch(list(enc.ids[:2]), enc.pad_id))
         step = train_step(tiny, optimizer, ids, mask, enc.labels[:2].to(device), "reverse", 0.5,
