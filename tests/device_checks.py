@@ -43,12 +43,6 @@ def _devices(args, kwargs) -> set[torch.device]:
     }
 
 
-def _zeros_like_meta(t):
-    if isinstance(t, torch.Tensor) and t.device.type == "meta":
-        return torch.zeros(t.shape, dtype=t.dtype)
-    return t
-
-
 class OneDevice(TorchDispatchMode):
     """Dispatch mode: CUDA's one-device rule on every operator, meta standing in for CUDA."""
 

@@ -16,8 +16,10 @@ Adapted or exempt, with the reason:
   have, so it would loop forever; ``generate`` is replaced by a stub that returns ids on the
   input's device, and the code around it is checked.
 - ``trainer.KLTrainer`` (and the Trainer runs of notebook 11): transformers' ``Trainer`` places
-  the model on ``args.device`` (cpu, cuda, mps, ...), never on meta; its losses use the same
-  core as the engine (``regularizer``), checked on the accelerator through ``training``.
+  the model on ``args.device`` (cpu, cuda, mps, ...), never on meta, and moves each batch there
+  (reference-logit column included); its own device code (loss sums ``.to(args.device)``) runs
+  in ``tests/test_trainer.py`` on the CPU only. Its LoRA check in notebook 11 is
+  ``trainer_utils.lora_logit_gaps``, checked here.
 - ``experiment.run_experiment``/``run_sweep`` and what wraps them (``retention``, ``reward``'s
   training, ``beta_sweep``): they pick the device themselves; the pieces they run on it
   (``predict_logits``, ``frozen_reference``, ``train_loop``) are checked here, and their
