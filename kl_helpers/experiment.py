@@ -61,6 +61,9 @@ def run_experiment(
 ) -> RunResult:
     """Train one run and evaluate it; ``model`` is the untouched start model (copied, not changed).
 
+    The copy trains on ``resolve_device(config)``; the result holds no tensor on that device:
+    probabilities are float64 on the CPU, histories Python floats.
+
     ``on_trained`` is called with the trained model before it is discarded (e.g. to keep its
     weights, as ``kl_helpers.retention.trained_reference`` does). ``reference_logits`` (as
     ``run_sweep`` passes) reuses the reference's logits on texts an earlier run already scored.

@@ -5,7 +5,9 @@ Same rule as the BERT in ``kl_helpers.models``: an explicit choice (argument or 
 ``HuggingFaceTB/SmolLM2-135M-Instruct`` when it is in the local Hugging Face cache or the Hub
 answers within ``hub_timeout`` seconds; else the bundled GGUF. The reason is recorded. Loaded
 weights are cached per process, so a second load is a copy, not a second parse of the file.
-Introduced in notebook 09.
+Devices: the model runs where it lives (``load_causal_lm(choice, device)``); every function below
+that runs it takes inputs on any device and returns its tensors on the CPU. Introduced in
+notebook 09.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def load_tokenizer(choice: LLMChoice):
 
 
 def load_causal_lm(choice: LLMChoice, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A fresh float32 copy of the causal LM in eval mode on ``device`` (weights parsed once)."""
+    """A fresh float32 copy of the causal LM in eval mode on ``device`` (weights parsed once, kept
+    on the CPU)."""
     if choice not in _MODELS:
         from transformers import AutoModelForCausalLM
 
@@ -120,7 +123,8 @@ def load_causal_lm(choice: LLMChoice, device: str | torch.device = "cpu") -> tor
 
 
 def build_tiny_causal_lm(vocab_size: int = 6, seed: int = 0, hidden: int = 8) -> torch.nn.Module:
-    """A 1-layer Llama with a tiny vocabulary from a config (random weights): exact enumeration."""
+    """A 1-layer Llama with a tiny vocabulary from a config (random weights, on the CPU): exact
+    enumeration."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     if vocab_size < 2:
@@ -151,7 +155,7 @@ def build_tiny_causal_lm(vocab_size: int = 6, seed: int = 0, hidden: int = 8) ->
 
 
 def chat_prompt(tokenizer, question: str, system: str | None = None) -> torch.Tensor:
-    """(1, L) token ids of a one-turn chat ending where the assistant's answer starts.
+    """(1, L) token ids (CPU) of a one-turn chat ending where the assistant's answer starts.
 
     ``system=None`` keeps the chat template's default system prompt.
     """
@@ -194,7 +198,7 @@ class _NormInput:
 
 def response_logits(model, prompt_ids: torch.Tensor, responses: torch.Tensor):
     """Logits (n, T, V) predicting each response token after ``prompt_ids``, and the last hidden
-    state before the final norm (n, T, d); no gradient."""
+    state before the final norm (n, T, d); float32 on the CPU, no gradient."""
     n, length = responses.shape
     ids = torch.cat([prompt_ids.expand(n, -1), responses], dim=1).to(model.device)
     hook = _NormInput(model)
@@ -207,18 +211,30 @@ def response_logits(model, prompt_ids: torch.Tensor, responses: torch.Tensor):
     return logits[:, span].float().cpu(), hook.value[:, span].float().cpu()
 
 
+def final_norm_weight(model) -> torch.Tensor:
+    """A copy of the final RMSNorm's weight (d,) on the CPU, a leaf that requires grad: the θ of
+    :func:`head_logits`, so its gradients land on the CPU beside the other outputs here."""
+    return model.model.norm.weight.detach().to("cpu", copy=True).requires_grad_(True)
+
+
 def head_logits(model, hidden: torch.Tensor, norm_weight: torch.Tensor) -> torch.Tensor:
-    """The last layer alone: lm_head(RMSNorm(hidden)·norm_weight), differentiable in the weight."""
+    """The last layer alone: lm_head(RMSNorm(hidden)·norm_weight), (n, V) logits on the CPU,
+    differentiable in ``norm_weight``. ``hidden`` (n, d) and ``norm_weight`` (d,) may be on the
+    CPU or the model's device: both are moved (differentiably) to the model's device, where the
+    product with the head is computed."""
     norm = model.model.norm
     eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-5))
-    head = model.lm_head.weight.detach().to(hidden.device)
-    normed = torch.nn.functional.rms_norm(hidden, (hidden.shape[-1],), norm_weight, eps)
-    return normed @ head.T
+    head = model.lm_head.weight.detach()
+    hidden = hidden.to(head.device)
+    weight = norm_weight.to(device=head.device, dtype=hidden.dtype)
+    normed = torch.nn.functional.rms_norm(hidden, (hidden.shape[-1],), weight, eps)
+    return (normed @ head.to(hidden.dtype).T).cpu()
 
 
 def next_token_logits(model, prompt_ids: torch.Tensor, prefixes: torch.Tensor):
     """Logits (n, V) of the token after ``prompt_ids`` + each prefix (n, t), and the hidden state
-    before the final norm there (n, d); no gradient, eval mode (the model's modes restored)."""
+    before the final norm there (n, d); float32 on the CPU, no gradient, eval mode (the model's
+    modes restored)."""
     from kl_helpers.reference import evaluated
 
     ids = torch.cat([prompt_ids.expand(prefixes.shape[0], -1), prefixes], dim=1).to(model.device)
@@ -234,8 +250,8 @@ def next_token_logits(model, prompt_ids: torch.Tensor, prefixes: torch.Tensor):
 def truncated_tree(model, policy_prompt, ref_prompt, k: int, length: int, ref_model=None):
     """Every continuation of ``length`` tokens when both models may only pick, at each prefix, the
     reference's ``k`` most likely next tokens: per level t, the k^t prefixes' policy logits and
-    hidden states, reference logits and the allowed tokens (k^t, k). ``ref_model`` defaults to
-    ``model`` (then the two differ by their prompts)."""
+    hidden states, reference logits and the allowed tokens (k^t, k), all on the CPU. ``ref_model``
+    defaults to ``model`` (then the two differ by their prompts)."""
     if k < 1 or length < 1:
         raise ValueError(f"need k >= 1 and length >= 1, got {k}, {length}")
     ref_model = model if ref_model is None else ref_model

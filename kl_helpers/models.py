@@ -173,7 +173,8 @@ def load_classifier(model: ModelChoice, num_labels: int, seed: int = 0) -> torch
 
 
 def build_tiny_bert(num_labels: int = 3, seed: int = 0, vocab_size: int = 30522) -> torch.nn.Module:
-    """A 2-layer, 32-wide BERT classifier from a config (random weights): fast unit tests only."""
+    """A 2-layer, 32-wide BERT classifier from a config (random weights, on the CPU): fast unit
+    tests only."""
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(

@@ -126,9 +126,10 @@ def reference_view(
     policy: torch.nn.Module, reference: torch.nn.Module | None = None
 ) -> Iterator[torch.nn.Module]:
     """The module that computes reference logits, in eval mode inside the block: ``reference``
-    if given, else the PEFT ``policy`` with its adapters disabled (the frozen base, no second
-    copy of the weights). Whatever mode either arrives in, its output is the deterministic
-    eval-mode one, and every submodule gets its own mode back afterwards (``evaluated``)."""
+    if given (on its own device), else the PEFT ``policy`` with its adapters disabled (the frozen
+    base, no second copy of the weights, on the policy's device). Whatever mode either arrives in,
+    its output is the deterministic eval-mode one, and every submodule gets its own mode back
+    afterwards (``evaluated``)."""
     if reference is not None:
         with evaluated(reference):
             yield reference
@@ -156,7 +157,7 @@ def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
 def frozen_reference(start_model: torch.nn.Module, config) -> torch.nn.Module:
     """The engine's reference for an ``ExperimentConfig``: a frozen exact copy of ``start_model``
     (eval mode, dropout off), or (``reference="independent_head"``, the article's variant) the
-    same encoder with a head redrawn from ``config.reference_seed``."""
+    same encoder with a head redrawn from ``config.reference_seed``. On ``start_model``'s device."""
     reference = make_reference(start_model)
     if config.reference == "independent_head":
         redraw_classifier_head(reference, config.reference_seed)
@@ -169,8 +170,8 @@ def logits_once(
     batches: Iterable[Mapping[str, torch.Tensor]],
     amp_dtype: torch.dtype | None = None,
 ) -> list[torch.Tensor]:
-    """Eval-mode float32 logits of ``model`` for each batch of model inputs, under ``no_grad``;
-    the model's train/eval mode is restored afterwards."""
+    """Eval-mode float32 logits of ``model`` for each batch of model inputs (moved to the model's
+    device, where the logits stay), under ``no_grad``; the model's train/eval mode is restored."""
     device = next(model.parameters()).device
     out = []
     with evaluated(model):
@@ -182,7 +183,8 @@ def logits_once(
 
 
 def forward_logits(model: torch.nn.Module, input_ids, attention_mask) -> torch.Tensor:
-    """Classifier logits ``(B, C)`` of a Hugging Face sequence-classification model."""
+    """Classifier logits ``(B, C)`` of a Hugging Face sequence-classification model, on its
+    device (inputs must be there already)."""
     return model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 

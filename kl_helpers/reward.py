@@ -54,7 +54,8 @@ class RewardModel:
         return f"{self.name}/{self.kind}"
 
     def log_probs(self, texts: Sequence[str]) -> torch.Tensor:
-        """Class log-probabilities (N, C) of ``texts`` (eval mode, no gradient)."""
+        """Class log-probabilities (N, C), float64 on the CPU, of ``texts`` (eval mode, no
+        gradient; the classifier runs on its own device)."""
         if isinstance(texts, str) or len(texts) == 0:
             raise ValueError("texts must be a non-empty sequence of strings")
         # An empty response is scored as such; the tokenizer still adds [CLS] and [SEP].
@@ -64,7 +65,7 @@ class RewardModel:
         return torch.log_softmax(logits.double(), dim=-1).cpu()
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """Reward per text: p(positive) or its log-odds, (N,) float32."""
+        """Reward per text: p(positive) or its log-odds, (N,) float32 on the CPU."""
         log_p = self.log_probs(texts)[:, self.positive]
         if self.kind == "prob":
             return log_p.exp().float()
@@ -97,7 +98,8 @@ def train_reward_model(
     kind: str = "prob",
 ) -> RewardModel:
     """The engine's classifier fine-tuned on ``recipe``'s data (``config`` overrides its
-    settings), trained once and cached with its weights (``retention.trained_reference``)."""
+    settings), trained once and cached with its weights (``retention.trained_reference``); the
+    classifier is returned on the CPU (move ``reward.model`` to run it elsewhere)."""
     from kl_helpers.retention import trained_reference
 
     data = recipe_data(recipe)

@@ -30,7 +30,8 @@ HISTORY_FIELDS: tuple[str, ...] = ("reward", "kl", "kl_k1", "kl_k3", "length", "
 
 
 def add_lora(model: torch.nn.Module, config: RLConfig) -> torch.nn.Module:
-    """``model`` wrapped with fresh LoRA adapters (seeded; B = 0 so the policy starts at π_ref)."""
+    """``model`` wrapped with fresh LoRA adapters (seeded; B = 0 so the policy starts at π_ref),
+    on the model's device."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
@@ -46,7 +47,8 @@ def add_lora(model: torch.nn.Module, config: RLConfig) -> torch.nn.Module:
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str], chat: bool = True):
-    """Left-padded (P, L) ids and attention mask of ``prompts`` (chat template: assistant turn)."""
+    """Left-padded (P, L) ids and attention mask (CPU) of ``prompts`` (chat template: assistant
+    turn)."""
     if not prompts:
         raise ValueError("need at least one prompt")
     rows = []
@@ -109,10 +111,14 @@ def check_pairs(prompt_ids, prompt_mask, responses, resp_mask) -> None:
 
 def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
     """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
-    (B, T), 0 off ``resp_mask``. Left padding is handled by position ids from the attention mask;
-    only the last T + 1 positions are projected onto the vocabulary (``logits_to_keep``).
-    Raises ValueError naming both shapes if ids and masks, or prompts and responses, differ."""
+    (B, T), 0 off ``resp_mask``, both on the model's device (inputs are moved there). Left padding
+    is handled by position ids from the attention mask; only the last T + 1 positions are
+    projected onto the vocabulary (``logits_to_keep``). Raises ValueError naming both shapes if
+    ids and masks, or prompts and responses, differ."""
     check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    responses, resp_mask = responses.to(device), resp_mask.to(device)
     length = responses.shape[1]
     ids = torch.cat([prompt_ids, responses], dim=1)
     attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
@@ -136,7 +142,8 @@ def response_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tens
 
 def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
     """Sample ``num_generations`` responses per prompt and decode them: (ids, attention mask) of
-    the prompts repeated per response, (responses, response mask) and the texts."""
+    the prompts repeated per response, (responses, response mask), all on the policy's device,
+    and the texts."""
     device = next(policy.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     pad = eos if pad is None else pad
@@ -151,8 +158,9 @@ def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: i
 def reference_logits(
     policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0, ref_model=None
 ):
-    """:func:`response_logits` of π_ref, no gradient: ``ref_model`` if given, else the same
-    network with its LoRA adapters disabled (``reference.reference_view``, eval mode)."""
+    """:func:`response_logits` of π_ref, no gradient, on the device of the network that runs:
+    ``ref_model`` if given, else the same network with its LoRA adapters disabled
+    (``reference.reference_view``, eval mode)."""
     check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
     with torch.no_grad(), reference_view(policy, ref_model) as ref:
         return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
@@ -167,7 +175,8 @@ def rl_step(
     The reference is ``ref_model`` (TRL's name) if given, else ``policy`` with its adapters
     disabled. ``sample_kw`` go to :func:`sample_responses`. Returns per-step means (reward,
     exact KL(π‖π_ref) summed over response tokens via the core, k1 and k3 sums, response length in
-    tokens, loss) and the decoded responses.
+    tokens, loss) as Python floats, and the decoded responses. ``reward_fn``'s rewards may come
+    on any device; they are moved to the policy's.
     """
     device = next(policy.parameters()).device
     seed = config.seed * 100_003 + step
@@ -235,6 +244,7 @@ def train_policy(
     With ``evaluate`` and ``eval_every`` = k > 0, ``evaluate(policy)`` runs before the first update
     and after every k-th update and the last one; its dicts, with ``"step"`` (updates done) added,
     go to ``history.evals``. Its sampling does not disturb the training's (seeds are per step).
+    The history holds Python floats and strings (nothing on a device).
     """
     from tqdm.auto import tqdm
 
@@ -276,14 +286,15 @@ def evaluate_policy(
 ) -> dict:
     """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
     exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), the reference's
-    mean per-token NLL of the response ("ref_nll", nats/token; 0 if empty), and the texts."""
+    mean per-token NLL of the response ("ref_nll", nats/token; 0 if empty), each (P·G,) on the
+    CPU, and the texts."""
     ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
     ref_logits, ref_logp = reference_logits(policy, ids, attn, responses, mask, config.temperature)
     policy.eval()
     with torch.no_grad():
         logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
         kl = response_kl(logits, ref_logits, mask)
-    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32).reshape(-1)
+    rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device="cpu").reshape(-1)
     length = mask.sum(1)
     ref_nll = -masked_sum(ref_logp, mask) / length.clamp(min=1)
     return {

@@ -147,7 +147,8 @@ def heldout_metrics(
     keep_texts: int = 4,
 ) -> dict:  # fmt: skip
     """Means over held-out responses: proxy and gold reward, KL(π‖π_ref) per response (nats),
-    the reference's per-token NLL (nats/token), length (tokens), distinct-2; plus a few texts."""
+    the reference's per-token NLL (nats/token), length (tokens), distinct-2, as Python floats
+    (no tensors, whatever the policy's device); plus a few texts."""
     out = evaluate_policy(policy, tokenizer, prompts, proxy, config, seed)
     texts = out["texts"]
     gold_r = torch.as_tensor(gold(texts), dtype=torch.float32).reshape(-1)
@@ -169,7 +170,8 @@ def reference_pool(
     """``size`` responses from π_ref (``model``, no adapter) per prompt with their proxy and gold
     rewards, sampled ``chunk`` at a time; cached as JSON in ``results_dir`` (resumable per prompt).
 
-    Returns one dict per prompt: ``texts``, ``reward`` (proxy) and ``gold`` lists.
+    Returns one dict per prompt: ``texts``, ``reward`` (proxy) and ``gold`` lists (Python values,
+    no tensors; ``model`` samples on its own device).
     """
     import json
     from pathlib import Path

@@ -107,7 +107,8 @@ def run_rl(
     eval_every: int = 0,
     eval_name: str = "",
 ) -> RLRun:
-    """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched).
+    """Train (or load from the cache) one run on a LoRA copy of ``model`` (left untouched), on
+    ``model``'s device; the run's history holds floats and its adapter weights are on the CPU.
 
     The cache key covers the config, ``model_name``, ``reward_name``, the prompts and, when
     ``evaluate`` is given (see :func:`~kl_helpers.rl_loop.train_policy`), ``eval_every`` and
@@ -134,7 +135,8 @@ def run_rl(
 
 
 def policy_from_run(model: torch.nn.Module, run: RLRun) -> torch.nn.Module:
-    """A LoRA copy of ``model`` carrying ``run``'s trained adapter weights (eval mode)."""
+    """A LoRA copy of ``model`` carrying ``run``'s trained adapter weights (eval mode), on
+    ``model``'s device."""
     from peft import set_peft_model_state_dict
 
     policy = add_lora(copy.deepcopy(model), run.config)

@@ -192,7 +192,8 @@ SURROGATES = {
 
 
 def flat_grad(value: torch.Tensor, params) -> torch.Tensor:
-    """Gradient of scalar ``value`` w.r.t. ``params`` as one flat vector (the graph is kept)."""
+    """Gradient of scalar ``value`` w.r.t. ``params`` as one flat vector (the graph is kept), on
+    the parameters' device."""
     params = list(params)
     grads = torch.autograd.grad(value, params, allow_unused=True, retain_graph=True)
     return torch.cat(

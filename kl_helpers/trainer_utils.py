@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from kl_helpers.reference import logits_once, make_reference
+from kl_helpers.reference import logits_once, make_reference, predict_logits, reference_view
 from kl_helpers.regularizer import IGNORE_INDEX
 
 REF_LOGITS_COLUMN = "ref_logits"  # dataset column holding precomputed reference logits
@@ -84,7 +84,8 @@ def is_partitioned(model: torch.nn.Module) -> bool:
 
 
 def copy_as_reference(model: torch.nn.Module) -> torch.nn.Module:
-    """A frozen copy of ``model`` as the reference; refused for partitioned (ZeRO-3) weights."""
+    """A frozen copy of ``model`` as the reference, on its device; refused for partitioned
+    (ZeRO-3) weights."""
     if is_partitioned(model):
         raise ValueError(
             "pass ref_model explicitly (or precompute reference logits): the model's weights are "
@@ -244,7 +245,8 @@ def add_reference_logits(
     column: str = REF_LOGITS_COLUMN,
     device: torch.device | str | None = None,
 ):
-    """Return ``dataset`` plus a column of the reference's logits ``(C,)`` per example.
+    """Return ``dataset`` plus a column of the reference's logits ``(C,)`` per example, stored as
+    Python lists (the model runs on ``device``, default its own).
 
     For a fixed classification dataset the frozen reference's logits never change, so one pass
     (``kl_helpers.reference.logits_once``) replaces a reference forward at every step.
@@ -296,3 +298,21 @@ def training_log(log_history: Sequence[dict[str, Any]]) -> dict[str, list[float]
     """Per-log-row columns ``step``, ``loss``, ``task_loss``, ``divergence`` from a log history."""
     rows = [row for row in log_history if LOG_KEYS[0] in row and "loss" in row]
     return {key: [float(row[key]) for row in rows] for key in ("step", "loss", *LOG_KEYS)}
+
+
+def lora_logit_gaps(
+    policy: torch.nn.Module, start: torch.nn.Module, data: Any
+) -> tuple[float, float]:
+    """How far a PEFT ``policy`` trained from ``start`` is from it, in classifier logits over
+    ``data`` (an ``Encoded``): (max |adapter-disabled − start|, max |policy − start|) as floats.
+
+    The three logit tables are computed on the policy's device, ``start`` as a copy moved there
+    (``start`` stays where it is), so the gaps are not CPU-versus-GPU rounding. Raises
+    ``ValueError`` if ``policy`` is not a PEFT model (``reference.reference_view``).
+    """
+    device = next(policy.parameters()).device
+    start_logits = predict_logits(copy.deepcopy(start).to(device), data)
+    with reference_view(policy) as reference:
+        ref_after = predict_logits(reference, data)
+    after = predict_logits(policy, data)
+    return (ref_after - start_logits).abs().max().item(), (after - start_logits).abs().max().item()

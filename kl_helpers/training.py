@@ -103,7 +103,8 @@ def train_step(
     kl_inputs: str = "task",
     replay_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """One optimizer step on one batch; detached ``(task, kl_forward, kl_reverse, kl_js)``.
+    """One optimizer step on one batch; detached ``(task, kl_forward, kl_reverse, kl_js)`` on the
+    model's device (the inputs, ``labels`` and ``ref_logits`` must be there already).
 
     Pass cached ``ref_logits`` (fast) or a frozen ``reference`` to run in eval mode under
     ``no_grad``; plain SFT may pass neither (as the article does), then the KL monitors are NaN.
@@ -167,7 +168,9 @@ def train_loop(
     amp_dtype: torch.dtype | None = None,
     replay: Replay | None = None,
 ) -> LossHistory:
-    """Train ``config.epochs`` epochs (model in train mode); per-step losses as a LossHistory.
+    """Train ``config.epochs`` epochs (model in train mode); per-step losses as a LossHistory of
+    Python floats. Batches and ``data``'s labels are moved to ``device`` (default: the model's);
+    ``ref_logits`` may be on any device (indexed where they are, then moved).
 
     ``ref_logits`` ``(N, C)`` holds the reference's logits for every text of ``data`` (cached);
     else ``reference`` is run on every batch. Shuffling is seeded by ``config.seed``. With
@@ -190,7 +193,9 @@ def train_loop(
             input_ids, mask = pad_batch([data.ids[i] for i in idx], data.pad_id, pad_to)
             input_ids, mask = input_ids.to(device), mask.to(device)
             idx_dev = idx.to(device)
-            cached = ref_logits[idx_dev] if ref_logits is not None else None
+            cached = None
+            if ref_logits is not None:  # indexed where they are, then moved
+                cached = ref_logits[idx.to(ref_logits.device)].to(device)
             replay_batch = None
             if replay_idx is not None:
                 r = next(replay_idx)
