@@ -12,9 +12,8 @@ LoRA check) are replayed here and raise ``DeviceMix`` on the old code.
 Adapted or exempt, with the reason:
 
 - ``llm.sample``, ``rl_loop.sample_responses`` (and what calls them: ``rollout``, ``rl_step``,
-  ``evaluate_policy``): ``generate`` stops when ``unfinished.max() == 0``, a value meta does not
-  have, so it would loop forever; ``generate`` is replaced by a stub that returns ids on the
-  input's device, and the code around it is checked.
+  ``evaluate_policy``) run the package's own sampler (``sampling.sample_tokens``) on the stand-in
+  too; the values it reads there are zeros, so it simply runs to ``max_new_tokens``.
 - ``trainer.KLTrainer`` (and the Trainer runs of notebook 11): transformers' ``Trainer`` places
   the model on ``args.device`` (cpu, cuda, mps, ...), never on meta, and moves each batch there
   (reference-logit column included); its own device code (loss sums ``.to(args.device)``) runs
@@ -47,19 +46,6 @@ from kl_helpers.training import train_loop, train_step
 from tests.device_checks import DeviceMix, OneDevice, devices_of, on_accelerator
 from tests.test_rl_loop import CONFIG, PROMPTS, CharTokenizer, a_reward, tiny_llama
 
-
-def stub_generate(model: torch.nn.Module, new_tokens: int, token: int) -> None:
-    """Replace ``model.generate``: the prompt plus ``new_tokens`` copies of ``token``, on the
-    prompt's device (as transformers' generate returns them)."""
-
-    def generate(input_ids=None, *args, **kwargs):
-        ids = input_ids if input_ids is not None else args[0]
-        new = torch.full((ids.shape[0], new_tokens), token, dtype=ids.dtype, device=ids.device)
-        return torch.cat([ids, new], dim=1)
-
-    model.generate = generate
-
-
 # --- the stand-in itself -----------------------------------------------------------------------
 
 
@@ -84,7 +70,6 @@ def test_the_stand_in_refuses_what_cuda_refuses_and_allows_the_copies():
 
 def test_llm_helpers_return_on_the_cpu():
     model = llm.build_tiny_causal_lm(6)
-    stub_generate(model, 4, 3)
     prompt = torch.tensor([[0, 2]])
     with on_accelerator(model):
         tokens, mask = llm.sample(model, prompt, 3, 4, eos_id=5, seed=0)
@@ -132,7 +117,6 @@ def test_notebook_09_head_logit_gradients_run_on_an_accelerator(theta_on):
 @pytest.fixture()
 def lora_policy():
     policy = rl_loop.add_lora(tiny_llama(), CONFIG)
-    stub_generate(policy, CONFIG.max_new_tokens, 5)
     return policy
 
 
