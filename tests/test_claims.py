@@ -61,3 +61,12 @@ def test_notebook_10s_saved_models_are_named_as_the_reward_models_name_themselve
     side = f"|truncate-{retention.TRUNCATION_SIDE}"  # retention.trained_reference's ref.name
     for recipe in ("sentiment", "reviews"):
         assert f"reward-{recipe}:{MINILM}{side}" in claims.RLHF_MODELS
+
+
+def test_the_reason_is_given_even_when_no_saved_run_claim_was_computed():
+    quick = claims.fingerprint(MINILM, "cpu", None, "quick")
+    summary = claims.assert_claims({"a theorem": True}, {}, claims.compare("08_forgetting", quick))
+    assert "skipped 0 claim(s) measured on the saved run" in summary
+    assert "plan: quick here, full in the saved run" in summary
+    saved = claims.compare("08_forgetting", claims.SAVED_RUNS["08_forgetting"])
+    assert claims.assert_claims({"a theorem": True}, {}, saved) == "all 1 claims checked here hold"
