@@ -9,11 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -30,6 +25,7 @@ from kl_helpers.trainer import (
     main,
     tokenize_dataset,
 )
+from tests.torchrun import run_torchrun
 from tests.trainer_args import train_args
 
 DDP_TIMEOUT_S = 180  # the 2-process run takes ~15 s on 2 shared cores
@@ -377,12 +373,6 @@ def test_logs_average_over_accumulation_and_logging_steps(tmp_path, minilm):
 # ----------------------------------------------------------------------------- torchrun
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 CLI_ARGS = [
     "--model", "tiny", "--article_data", "all", "--num_train_examples", "8",
     "--max_steps", "3", "--logging_steps", "1", "--learning_rate", "1e-3",
@@ -396,24 +386,12 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     one = [*CLI_ARGS, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"]
     single = [row for row in main(one) if "task_loss" in row]
     out = tmp_path / "two"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={free_port()}", "-m", "kl_helpers.trainer", *CLI_ARGS,
-        "--output_dir", str(out), "--per_device_train_batch_size", "4",
-        "--ddp_backend", "gloo", "--ddp_find_unused_parameters", "false",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+    run_torchrun(
+        ["-m", "kl_helpers.trainer", *CLI_ARGS, "--output_dir", str(out),
+         "--per_device_train_batch_size", "4", "--ddp_backend", "gloo",
+         "--ddp_find_unused_parameters", "false"],
+        DDP_TIMEOUT_S,
     )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=DDP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its two workers share this group
-        proc.communicate()
-        pytest.fail(f"torchrun did not finish within {DDP_TIMEOUT_S} s")
-    assert proc.returncode == 0, output[-3000:]
     two = [row for row in json.loads((out / "log_history.json").read_text()) if "task_loss" in row]
     assert len(two) == len(single) == 3
     for a, b in zip(single, two, strict=True):

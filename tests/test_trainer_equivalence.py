@@ -9,15 +9,12 @@ values come from ``tests.trainer_equivalence.independent_step`` (float64, explic
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.torchrun import run_torchrun
 from tests.trainer_equivalence import CASES, independent_step, relative_difference, train_one_step
 
 UPDATE_RTOL = 1e-4  # float32 training vs float64 expectation; the faults were 0.09 to 3.0
@@ -25,12 +22,6 @@ LOG_RTOL = 1e-4
 DIV_ATOL = 1e-6  # float32 exact KL of 2e-4 cancels to ~3e-8 (issue 20 part 4); the fault was 7e-4
 DDP_TIMEOUT_S = 300  # 8 one-step runs on 2 processes, on 2 shared cores
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +53,9 @@ def test_accumulation_equals_one_big_batch(tmp_path, expected, case, batch, accu
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed missing")
 def test_two_processes_equal_one_big_batch(tmp_path, expected):
     out = tmp_path / "ddp.pt"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={free_port()}", "-m", "tests.trainer_equivalence", str(out),
-    ]  # fmt: skip
-    env = {
-        **os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }  # fmt: skip
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        output, _ = proc.communicate(timeout=DDP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and its two workers share this group
-        proc.communicate()
-        pytest.fail(f"torchrun did not finish within {DDP_TIMEOUT_S} s")
-    assert proc.returncode == 0, output[-3000:]
+    pythonpath = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    run_torchrun(["-m", "tests.trainer_equivalence", str(out)], DDP_TIMEOUT_S, cwd=REPO,
+                 env={"PYTHONPATH": pythonpath})  # fmt: skip
     results = torch.load(out)
     assert len(results) == 2 * len(CASES)
     for (case, batch, accumulation), result in results.items():
