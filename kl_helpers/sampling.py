@@ -22,9 +22,25 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _keeps_logits(model: torch.nn.Module) -> bool:
+def _forward_parameters(model: torch.nn.Module) -> set[str]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
+    return set(inspect.signature(base.forward).parameters)
+
+
+def _cache_argument(model: torch.nn.Module) -> str:
+    """The forward's KV-cache argument: ``cache`` (transformers 5.2x; ``past_key_values`` is
+    deprecated there) or ``past_key_values`` (earlier versions, e.g. Colab's 5.15, which would
+    silently swallow an unknown ``cache=`` keyword and sample without the prompt)."""
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
+
+
+def _returned_cache(out) -> object:
+    """The KV cache a forward returned, under either name; RuntimeError if there is none."""
+    for name in ("cache", "past_key_values"):
+        cache = getattr(out, name, None)
+        if cache is not None:
+            return cache
+    raise RuntimeError("the model returned no KV cache: sample with use_cache=False")
 
 
 def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos):
@@ -83,7 +99,8 @@ def sample_tokens(
     mask = attention_mask.to(device=device, dtype=torch.long)
     # generate's position ids: counted over real tokens, 0 on left padding
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    extra = {"logits_to_keep": 1} if _keeps_logits(model) else {}
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    cache_argument = _cache_argument(model)
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
     new: list[torch.Tensor] = []
     was_training = model.training
@@ -111,10 +128,10 @@ def sample_tokens(
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                 positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
                 if use_cache:
-                    cache = getattr(out, "cache", None)
+                    extra[cache_argument] = _returned_cache(out)
                     out = model(
                         input_ids=token[:, None], attention_mask=mask,
-                        position_ids=positions[:, -1:], cache=cache, use_cache=True, **extra,
+                        position_ids=positions[:, -1:], use_cache=True, **extra,
                     )  # fmt: skip
                 else:
                     seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)

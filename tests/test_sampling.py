@@ -5,6 +5,8 @@ are ``generate``'s samples, token for token, for the same seed."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -208,3 +210,41 @@ def test_same_tokens_as_generate_on_a_lora_policy():
         )[:, 4:]  # fmt: skip
     torch.manual_seed(5)
     assert torch.equal(sample_tokens(policy, ids, mask, temperature=0.9, **kwargs), expected)
+
+
+class Output(dict):
+    """A model output read by attribute, as transformers' ModelOutput is."""
+
+    __getattr__ = dict.get
+
+
+class OlderCacheName(torch.nn.Module):
+    """A causal LM whose forward takes the KV cache as ``past_key_values`` and swallows unknown
+    keywords (transformers before the ``cache`` rename, e.g. Colab's 5.15): a sampler that passed
+    ``cache=`` here would drop the prompt silently."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=None, logits_to_keep=0, **ignored):  # fmt: skip
+        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else None
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            use_cache=use_cache, logits_to_keep=logits_to_keep,
+            **{name or "past_key_values": past_key_values},
+        )  # fmt: skip
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        return Output(logits=out.logits, past_key_values=cache)
+
+
+def test_the_kv_cache_is_passed_under_the_name_the_forward_takes():
+    torch.set_num_threads(1)
+    model = llm.build_tiny_causal_lm(vocab_size=V, seed=1, hidden=16)
+    ids = torch.tensor([[0, 1, 2, 3, 4]])
+    torch.manual_seed(3)
+    naive = sample_tokens(model, ids, max_new_tokens=6, use_cache=False)
+    torch.manual_seed(3)
+    cached = sample_tokens(OlderCacheName(model), ids, max_new_tokens=6, use_cache=True)
+    assert torch.equal(cached, naive)
