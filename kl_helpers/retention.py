@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kl_helpers import metrics, models
+from kl_helpers import heldout, metrics, models
 from kl_helpers.beta_sweep import quick_mode
 from kl_helpers.config import ARTICLE_BETAS, ExperimentConfig
 from kl_helpers.data import LABEL_NAMES
@@ -42,6 +42,7 @@ WEIGHTS_FILE = "model.safetensors"  # the trained reference's weights, inside it
 TRUNCATION_SIDE = "left"  # long reviews keep their last tokens, where the verdict usually is
 SWAP_POSITIVE_NEGATIVE: dict[int, int] = {0: 1, 1: 0, 2: 2}  # the "flipped" task's convention
 TASKS: tuple[str, ...] = ("article", "flipped")  # the new tasks of step 2 (see ``task_data``)
+KEEP_SE = 2.0  # "keeps": no more than this many paired SEs worse than the reference
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class RetentionPlan:
     replay_batch_size: int = 8  # unlabelled training reviews per step for the replay KL
     replay_tasks: tuple[str, ...] = ("article",)  # tasks that also get the replay variant
     replay_methods: tuple[str, ...] = KL_METHODS  # directions of the replay KL
+    truncation_side: str = TRUNCATION_SIDE  # reviews keep their last ("left") or first tokens
 
     def configs(self, task: str) -> list[ExperimentConfig]:
         """Per seed: SFT, then forward and reverse KL on the task's sentences at every β."""
@@ -88,11 +90,24 @@ class RetentionPlan:
         replay = len(self.replay_configs()) * len([t for t in self.replay_tasks if t in self.tasks])
         return len(self.tasks) * len(self.configs(self.tasks[0])) + replay
 
+    @property
+    def name(self) -> str:
+        """The plan's name in a run's fingerprint (``kl_helpers.claims``): mode and reference
+        recipe, e.g. ``full (reference: last 32 tokens, 3 epochs, lr 0.0001, batch 16)``."""
+        r = self.reference
+        side = "last" if self.truncation_side == "left" else "first"
+        return (
+            f"{self.mode} (reference: {side} {r.max_length} tokens, {r.epochs} epochs, "
+            f"lr {r.lr:g}, batch {r.batch_size})"
+        )
+
     def describe(self) -> str:
         """One line: mode, grid, seeds, run count."""
         return (
             f"{self.mode}: reference {self.reference.epochs} epochs on the training reviews "
-            f"(≤{self.reference.max_length} tokens); tasks {list(self.tasks)} × "
+            f"({'last' if self.truncation_side == 'left' else 'first'} "
+            f"{self.reference.max_length} tokens, lr {self.reference.lr:g}, batch "
+            f"{self.reference.batch_size}); tasks {list(self.tasks)} × "
             f"β ∈ {{0, {', '.join(f'{b:g}' for b in self.betas)}}} × {list(KL_METHODS)} × "
             f"seeds {list(self.seeds)}, {self.task.epochs} epochs each; replay KL "
             f"{list(self.replay_methods)} at β ∈ {{{', '.join(f'{b:g}' for b in self.replay_betas)}"
@@ -210,20 +225,27 @@ class Reference:
 
 
 def trained_reference(
-    config: ExperimentConfig, data: TextData, results_dir: Path | str | None = None
+    config: ExperimentConfig,
+    data: TextData,
+    results_dir: Path | str | None = None,
+    truncation_side: str = TRUNCATION_SIDE,
 ) -> Reference:
-    """``config``'s model fine-tuned on ``data`` by the engine (eval mode, on the CPU).
+    """``config``'s model fine-tuned on ``data`` by the engine (eval mode, on the CPU); texts
+    longer than ``config.max_length`` keep their first (``truncation_side="right"``) or last
+    (``"left"``) tokens, in training, in evaluation and in every step-2 run that uses it.
 
     Cached: when the run and its ``model.safetensors`` are in ``results_dir`` they are loaded,
     otherwise the run trains and both are written.
     """
     from safetensors.torch import load_model, save_model
 
+    if truncation_side not in ("left", "right"):
+        raise ValueError(f"truncation_side must be 'left' or 'right', got {truncation_side!r}")
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
     choice = models.resolve_model(config.model)
     tokenizer = models.load_tokenizer(choice)
-    tokenizer.truncation_side = TRUNCATION_SIDE
-    name = f"{choice.name}|truncate-{TRUNCATION_SIDE}"  # in the cache key
+    tokenizer.truncation_side = truncation_side
+    name = f"{choice.name}|truncate-{truncation_side}"  # in the cache key
     model = models.load_classifier(choice, data.num_labels, seed=config.seed)
     full = resolved(config, name, resolve_device(config))
     key = run_key(full, data.fingerprint())
@@ -271,13 +293,7 @@ def run_task(
 def macro_f1(probs: torch.Tensor, labels: Sequence[int], n_classes: int) -> float:
     """Unweighted mean over classes of F1 of the arg-max predictions (0 for a class never hit)."""
     pred = torch.as_tensor(probs).argmax(-1)
-    y = torch.as_tensor(list(labels))
-    scores = []
-    for c in range(n_classes):
-        tp = int(((pred == c) & (y == c)).sum())
-        denom = int((pred == c).sum()) + int((y == c).sum())
-        scores.append(2 * tp / denom if denom else 0.0)
-    return float(np.mean(scores))
+    return heldout.macro_f1_of(pred, torch.as_tensor(list(labels)), n_classes).item()
 
 
 def held_out_scores(probs: torch.Tensor, labels: Sequence[int], ref: torch.Tensor) -> dict:
@@ -290,24 +306,68 @@ def held_out_scores(probs: torch.Tensor, labels: Sequence[int], ref: torch.Tenso
     }
 
 
-def run_row(task: str, run: RunResult) -> dict:
-    """One table row: how the run was regularised, its fit on the task, and what it kept."""
+def compared_to_reference(
+    probs: torch.Tensor, labels: Sequence[int], ref: torch.Tensor, prior: torch.Tensor
+) -> dict:
+    """What a constant cannot fake, with paired SEs over the held-out texts: the run minus the
+    reference in NLL (``d_nll``, nats) and macro-F1 (``d_macro_f1``), the mean KL(p_ref‖p)
+    (``kl_to_ref_se``), and the run's NLL minus the class prior's (``nll_vs_prior``, nats)."""
+    d = heldout.paired_difference(probs, ref, list(labels))
+    vs_prior = heldout.paired_difference(probs, heldout.constant_probs(prior, len(labels)), labels)
+    return {
+        "d_nll": d["d_nll"],
+        "d_nll_se": d["d_nll_se"],
+        "d_macro_f1": d["d_macro_f1"],
+        "d_macro_f1_se": d["d_macro_f1_se"],
+        "kl_to_ref_se": d["kl_se"],
+        "nll_vs_prior": vs_prior["d_nll"],
+        "nll_vs_prior_se": vs_prior["d_nll_se"],
+    }
+
+
+def run_row(task: str, run: RunResult, prior: torch.Tensor) -> dict:
+    """One table row: how the run was regularised, its fit on the task, and what it kept of the
+    reference on the held-out texts (``prior``: the reference's training-label frequencies)."""
     c = run.config
     fit = metrics.negative_log_likelihood(run.prob("final", "train"), list(run.train_labels))
-    return {
-        "task": task,
-        "kl_on": "none" if c.method == "sft" else c.kl_inputs,
-        "method": c.method,
-        "beta": c.beta,
-        "seed": c.seed,
-        "fit_nll": fit.item(),
-        "fit_acc": run.accuracy("train"),
-    } | held_out_scores(run.prob("final", "test"), run.test_labels, run.prob("reference", "test"))
+    probs, ref = run.prob("final", "test"), run.prob("reference", "test")
+    return (
+        {
+            "task": task,
+            "kl_on": "none" if c.method == "sft" else c.kl_inputs,
+            "method": c.method,
+            "beta": c.beta,
+            "seed": c.seed,
+            "fit_nll": fit.item(),
+            "fit_acc": run.accuracy("train"),
+        }
+        | held_out_scores(probs, run.test_labels, ref)
+        | compared_to_reference(probs, run.test_labels, ref, prior)
+    )
 
 
-def retention_table(runs: dict[str, Sequence[RunResult]]) -> pd.DataFrame:
-    """One row per step-2 run (``{task: runs}``), see ``run_row``."""
-    return pd.DataFrame([run_row(task, r) for task, rs in runs.items() for r in rs])
+def retention_table(runs: dict[str, Sequence[RunResult]], prior: torch.Tensor) -> pd.DataFrame:
+    """One row per step-2 run (``{task: runs}``), see ``run_row``, with ``keeps`` added."""
+    table = pd.DataFrame([run_row(task, r, prior) for task, rs in runs.items() for r in rs])
+    return table.assign(keeps=keeps(table))
+
+
+def keeps(table: pd.DataFrame, k: float = KEEP_SE) -> pd.Series:
+    """Per row: did the run keep what the reference knew on the held-out texts?
+
+    True when all three hold, each with paired SEs over the held-out texts:
+    its NLL is at most ``k`` SE above the reference's (``d_nll <= k·d_nll_se``), its macro-F1 at
+    most ``k`` SE below (``d_macro_f1 >= −k·d_macro_f1_se``), and its NLL more than ``k`` SE
+    below the class prior's (``nll_vs_prior < −k·nll_vs_prior_se``), which no constant can do.
+    Needs the columns of ``compared_to_reference``.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be > 0, got {k}")
+    return (
+        (table["d_nll"] <= k * table["d_nll_se"])
+        & (table["d_macro_f1"] >= -k * table["d_macro_f1_se"])
+        & (table["nll_vs_prior"] < -k * table["nll_vs_prior_se"])
+    )
 
 
 def summarise(table: pd.DataFrame, columns: Sequence[str] = ("fit_nll", "accuracy")):

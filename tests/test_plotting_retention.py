@@ -35,3 +35,17 @@ def test_tradeoff_draws_one_direction_with_replay_and_labels_units():
     assert len(both.get_legend().get_texts()) == 3  # forward, reverse (task only), SFT
     assert plot_retention_vs_beta(_table(), "article", reference=0.68, ax=axes[2]) is axes[2]
     plt.close(fig)
+
+
+def test_baselines_are_drawn_as_levels_and_infinite_ones_skipped():
+    fig, axes = plt.subplots(1, 2)
+    levels = {"majority class": 0.65, "class prior": float("inf")}
+    ax = plot_retention_tradeoff(_table(), "article", reference=0.7, baselines=levels, ax=axes[0])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "majority class" in labels and "class prior" not in labels
+    assert any("p_ref" in x for x in labels) and any("p_θ" in x for x in labels)
+    flat = [ln.get_ydata()[0] for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1]
+    assert 0.65 in flat and 0.7 in flat
+    ax = plot_retention_vs_beta(_table(), "article", baselines={"class prior": 0.6}, ax=axes[1])
+    assert "class prior" in [t.get_text() for t in ax.get_legend().get_texts()]
+    plt.close(fig)

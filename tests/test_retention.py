@@ -95,10 +95,31 @@ def test_macro_f1_matches_a_hand_computation():
     assert retention.macro_f1(torch.eye(3)[[0, 0]], [0, 0], 3) == pytest.approx(1 / 3)
 
 
+def test_keeps_needs_all_three_conditions_in_se_units():
+    base = {"d_nll": 0.05, "d_nll_se": 0.03, "d_macro_f1": -0.02, "d_macro_f1_se": 0.02}
+    base |= {"nll_vs_prior": -0.2, "nll_vs_prior_se": 0.05}
+    rows = [
+        base,  # 0.05 <= 2·0.03, -0.02 >= -2·0.02, -0.2 < -2·0.05: keeps
+        base | {"d_nll": 0.07},  # NLL more than 2 SE above the reference's
+        base | {"d_macro_f1": -0.05},  # macro-F1 more than 2 SE below
+        base | {"nll_vs_prior": -0.09},  # not clearly better than the class prior
+        base | {"d_nll": -0.3, "d_macro_f1": 0.1},  # better than the reference: keeps
+    ]
+    table = pd.DataFrame(rows)
+    assert retention.keeps(table).tolist() == [True, False, False, False, True]
+    assert retention.keeps(table, k=3).tolist() == [True, True, True, False, True]
+    with pytest.raises(ValueError):
+        retention.keeps(table, k=0)
+
+
 def test_value_at_fit_interpolates_and_refuses_to_extrapolate():
     curve = pd.DataFrame({"fit_nll": [0.1, 0.5, 1.0], "accuracy": [0.5, 0.7, 0.8]})
     assert retention.value_at_fit(curve, 0.3) == pytest.approx(0.6)
     assert math.isnan(retention.value_at_fit(curve, 2.0))
+
+
+def _nll(probs, labels):
+    return -sum(math.log(probs[i, t].item()) for i, t in enumerate(labels)) / len(labels)
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +163,20 @@ def test_run_task_and_table_with_replay(cache):
     )
     runs = retention.run_task(plan, "flipped", reference, HELD_OUT, HELD_OUT.train_texts, cache)
     assert len(runs) == plan.n_runs() == 5
-    table = retention.retention_table({"flipped": runs})
+    prior = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    table = retention.retention_table({"flipped": runs}, prior)
     assert sorted(table["kl_on"].unique()) == ["none", "replay", "task"]
-    assert set(table.columns) >= {"fit_nll", "accuracy", "macro_f1", "nll", "kl_to_ref"}
+    assert set(table.columns) >= {"fit_nll", "accuracy", "macro_f1", "nll", "kl_to_ref", "keeps"}
+    for run, (_, row) in zip(runs, table.iterrows(), strict=True):  # the columns' definitions
+        ref, probs = run.prob("reference", "test"), run.prob("final", "test")
+        y = list(run.test_labels)
+        assert row["d_nll"] == pytest.approx(_nll(probs, y) - _nll(ref, y))
+        assert row["nll_vs_prior"] == pytest.approx(
+            _nll(probs, y) - _nll(prior.expand(len(y), 3), y)
+        )
+        assert row["d_macro_f1"] == pytest.approx(
+            retention.macro_f1(probs, y, 3) - retention.macro_f1(ref, y, 3)
+        )
     assert (table["kl_to_ref"] >= 0).all()
     summary = retention.summarise(table)
     assert {"accuracy_min", "accuracy_max"} <= set(summary.columns)

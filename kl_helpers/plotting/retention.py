@@ -8,6 +8,8 @@ training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -23,6 +25,11 @@ LABELS = {  # axis label of each retention-table column, with its unit
     "nll": "held-out review NLL (nats)",
     "kl_to_ref": "held-out KL(p_ref‖p_θ) (nats)",
 }
+METHOD_LABELS = {  # notebook 08 writes p_θ for the fine-tuned model and p_ref for the reference
+    "forward": "forward KL(p_ref‖p_θ)",
+    "reverse": "reverse KL(p_θ‖p_ref)",
+}
+BASELINE_STYLES = ({"color": "#7f7f7f", "linestyle": "--"}, {"color": "#7f7f7f", "linestyle": "-."})
 REPLAY_COLOR = "#2a9d3f"  # the replay-KL curve when one direction is drawn
 KL_ON_STYLE = {
     "task": {"marker": "o", "suffix": ""},
@@ -41,6 +48,15 @@ def _errorbar(ax: Axes, stats: pd.DataFrame, x: str, y: str, **style) -> None:
     ax.errorbar(stats[x], stats[y], xerr=xerr, yerr=yerr, capsize=2, **style)
 
 
+def _levels(ax: Axes, reference: float | None, baselines: Mapping[str, float] | None) -> None:
+    """The reference's level (solid) and each finite baseline's (grey, dashed / dash-dotted)."""
+    if reference is not None:
+        ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference p_ref")
+    for style, (name, value) in zip(BASELINE_STYLES * 4, (baselines or {}).items(), strict=False):
+        if np.isfinite(value):
+            ax.axhline(value, linewidth=1, label=name, **style)
+
+
 def plot_retention_tradeoff(
     table: pd.DataFrame,
     task: str,
@@ -50,11 +66,13 @@ def plot_retention_tradeoff(
     kl_on: tuple[str, ...] = ("task",),
     annotate: bool = True,
     methods: tuple[str, ...] = ("forward", "reverse"),
+    baselines: Mapping[str, float] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Retention ``y`` against new-task fit ``x`` for every (direction in ``methods``, where the
     KL is taken), one point per β (seed mean, min–max bars), SFT as a black star; ``reference``
-    a level line."""
+    and each finite value of ``baselines`` (name → level, e.g. the class prior's NLL) a level
+    line."""
     ax = get_ax(ax)
     rows = table[table["task"] == task]
     sft = _seed_stats(rows[rows["method"] == "sft"], [x, y])
@@ -75,7 +93,7 @@ def plot_retention_tradeoff(
                 color=style["color"],
                 linestyle=style["linestyle"],
                 marker=KL_ON_STYLE[where]["marker"],
-                label=style["label"] + KL_ON_STYLE[where]["suffix"],
+                label=METHOD_LABELS[method] + KL_ON_STYLE[where]["suffix"],
             )
             if annotate:
                 for _, r in stats.iterrows():
@@ -89,8 +107,7 @@ def plot_retention_tradeoff(
                     )
     if not sft.empty:
         _errorbar(ax, sft, x, y, color=COLORS["sft"], marker="*", markersize=12, label="SFT")
-    if reference is not None:
-        ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference")
+    _levels(ax, reference, baselines)
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
     which = " and ".join(methods)
@@ -105,10 +122,12 @@ def plot_retention_vs_beta(
     metric: str = "accuracy",
     reference: float | None = None,
     kl_on: str = "task",
+    baselines: Mapping[str, float] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
-    """Held-out ``metric`` against β (symlog axis) per direction, min–max band over seeds; SFT
-    (β = 0) a dotted line, ``reference`` a solid one."""
+    """Held-out ``metric`` against β (log axis) per direction, min–max band over seeds; SFT
+    (β = 0) a dotted line, ``reference`` a solid one, each finite ``baselines`` value a grey
+    one."""
     ax = get_ax(ax)
     rows = table[table["task"] == task]
     sft = rows[rows["method"] == "sft"][metric]
@@ -124,7 +143,7 @@ def plot_retention_vs_beta(
             marker="o",
             color=style["color"],
             linestyle=style["linestyle"],
-            label=style["label"],
+            label=METHOD_LABELS[method],
         )
         ax.fill_between(
             stats["beta"],
@@ -135,8 +154,7 @@ def plot_retention_vs_beta(
         )
     if not sft.empty:
         ax.axhline(sft.mean(), color=COLORS["sft"], linestyle=":", label="SFT (β = 0)")
-    if reference is not None:
-        ax.axhline(reference, color=COLORS["reference"], linewidth=1, label="reference")
+    _levels(ax, reference, baselines)
     ax.set_xscale("log")
     ax.set_xlabel("β (log scale)")
     ax.set_ylabel(LABELS.get(metric, metric))
