@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import torch
 
-from kl_helpers import retention, reviews
+from kl_helpers import heldout, retention, reviews
 from kl_helpers.config import ExperimentConfig
 from kl_helpers.runtime import setup_notebook
 
@@ -47,10 +47,19 @@ def main(results_dir: str, names: list[str]) -> None:
         ref = retention.trained_reference(config, data, results_dir, truncation_side=side)
         here = time.perf_counter() - start
         probs = ref.run.prob("final", "test")
-        scores = retention.scores_with_se(probs, data.test_labels)
+        scores = heldout.scores_with_se(probs, data.test_labels)
+        n = len(data.test_labels)
+        prior = heldout.constant_probs(heldout.class_prior(data.train_labels, 3), n)
+        vs_prior = heldout.paired_difference(probs, prior, data.test_labels)
+        scores |= {"nll - prior": vs_prior["d_nll"], "(paired SE)": vs_prior["d_nll_se"]}
+        scores |= {"macro_f1 - majority": vs_prior["d_macro_f1"]}
+        scores |= {
+            "(paired SE) ": vs_prior["d_macro_f1_se"],
+            "train acc": ref.run.accuracy("train"),
+        }
         rows[name] = {"train+eval s": ref.run.wall_time_s, "here s": here} | scores
         print(name, {k: round(v, 4) for k, v in rows[name].items()}, flush=True)
-    base = retention.baselines(data.train_labels, data.test_labels, 3)
+    base = heldout.baselines(data.train_labels, data.test_labels, 3)
     table = pd.concat([base, pd.DataFrame(rows).T])
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(4))

@@ -67,6 +67,6 @@ def test_the_reason_is_given_even_when_no_saved_run_claim_was_computed():
     quick = claims.fingerprint(MINILM, "cpu", None, "quick")
     summary = claims.assert_claims({"a theorem": True}, {}, claims.compare("08_forgetting", quick))
     assert "skipped 0 claim(s) measured on the saved run" in summary
-    assert "plan: quick here, full in the saved run" in summary
+    assert "plan: quick here, full (reference: last 64 tokens" in summary
     saved = claims.compare("08_forgetting", claims.SAVED_RUNS["08_forgetting"])
     assert claims.assert_claims({"a theorem": True}, {}, saved) == "all 1 claims checked here hold"

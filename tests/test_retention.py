@@ -41,6 +41,16 @@ def test_full_plan_covers_the_issue():
     assert plan.n_runs() == len(configs) + len(replay)
 
 
+def test_plans_cut_reviews_as_the_reference_and_name_the_saved_run():
+    from kl_helpers import claims
+
+    for plan in retention.PLANS.values():  # step 2 evaluates the texts the reference learned
+        assert plan.task.max_length == plan.reference.max_length
+        assert plan.truncation_side in ("left", "right") and plan.mode in plan.name
+    assert claims.SAVED_RUNS["08_forgetting"].plan == retention.PLANS["full"].name
+    assert retention.PLANS["quick"].name != retention.PLANS["full"].name
+
+
 def test_edited_plan_overrides_and_validates():
     plan = retention.PLANS["quick"]
     assert retention.edited_plan(plan) == plan
