@@ -110,18 +110,23 @@ def best_of_n_summary(
 
 
 def one_token_responses(
-    model, tokenizer, prompt: str, temperature: float = 1.0
-) -> tuple[torch.Tensor, list[str]]:
+    model, tokenizer, prompt: str, temperature: float = 1.0, top_p: float = 1.0
+) -> dict:
     """π_ref of every one-token response to ``prompt`` (chat template, assistant turn), exactly.
 
-    One forward pass of ``model`` (no gradient, eval mode); returns softmax(logits / temperature)
-    over the whole vocabulary, float64 on the CPU (sums to 1), and each token decoded as the RL
-    loop decodes a response (special tokens such as EOS decode to "", an empty response).
+    One forward pass of ``model`` (no gradient, eval mode) gives softmax(logits / temperature)
+    over the vocabulary; ``top_p`` < 1 keeps the smallest set of most likely tokens whose mass
+    reaches ``top_p`` and renormalises (nucleus sampling's distribution: still exact). Returns
+    ``probs`` (K,) float64 on the CPU summing to 1, most likely first, the token ``ids`` (K,),
+    the ``texts`` decoded as the RL loop decodes a response (special tokens such as EOS decode
+    to "", an empty response) and ``kept_mass``, the mass of the kept tokens before renormalising.
     """
     from kl_helpers.rl_loop import encode_prompts
 
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(model.parameters()).device
     ids, attn = encode_prompts(tokenizer, [prompt])
     was_training = model.training
@@ -130,6 +135,12 @@ def one_token_responses(
         logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits[0, -1]
     model.train(was_training)
     probs = torch.softmax(logits.double().cpu() / temperature, dim=-1)
-    vocab = probs.numel()
-    texts = tokenizer.batch_decode([[i] for i in range(vocab)], skip_special_tokens=True)
-    return probs, list(texts)
+    sorted_p, order = torch.sort(probs, descending=True)
+    before = torch.cumsum(sorted_p, 0) - sorted_p  # mass of the tokens ranked above each one
+    keep = int((before < top_p).sum()) if top_p < 1 else int((sorted_p > 0).sum())
+    kept, token_ids = sorted_p[:keep], order[:keep]
+    texts = tokenizer.batch_decode([[int(i)] for i in token_ids], skip_special_tokens=True)
+    return {
+        "probs": kept / kept.sum(), "ids": token_ids, "texts": list(texts),
+        "kept_mass": float(kept.sum()),
+    }  # fmt: skip

@@ -63,6 +63,7 @@ class RLHFPlan:
     bon_pool: int = 32  # reference samples per held-out prompt for Best-of-N (M ≥ 2N)
     # one-word answers: Best-of-N and the optimum exactly over every one-token response
     short_prompt: str = "Describe {} in one word."  # formatted with each held-out item
+    short_top_p: float = 0.99  # π_ref of the first token: its nucleus of this mass, renormalised
     optimum_betas: tuple[float, ...] = tuple(float(b) for b in torch.logspace(1, -2, 25))
     seed: int = 0
 
@@ -109,6 +110,8 @@ class RLHFPlan:
             raise ValueError(f"bon_pool ({self.bon_pool}) must be >= 2 × the largest N ({ns[-1]})")
         if "{}" not in self.short_prompt:
             raise ValueError(f"short_prompt needs a '{{}}' for the item, got {self.short_prompt!r}")
+        if not 0 < self.short_top_p <= 1:
+            raise ValueError(f"short_top_p must be in (0, 1], got {self.short_top_p}")
         if not self.optimum_betas or min(self.optimum_betas) <= 0:
             raise ValueError(f"optimum_betas must be > 0, got {self.optimum_betas}")
         check_seed(self.seed, "seed")
@@ -148,6 +151,7 @@ QUICK = RLHFPlan(
     eval_generations=2,
     bon_ns=(1, 2, 4),
     bon_pool=8,
+    short_top_p=0.9,
     optimum_betas=(10.0, 1.0, 0.1, 0.01),
 )
 

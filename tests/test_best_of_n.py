@@ -110,17 +110,25 @@ def test_summary_rows_and_errors():
 
 
 def test_one_token_responses_are_the_next_token_distribution():
+    from kl_helpers.rl_loop import encode_prompts
     from tests.test_rl_loop import CharTokenizer, tiny_llama
 
     model, tok = tiny_llama(), CharTokenizer()
-    probs, texts = one_token_responses(model, tok, "ab", temperature=0.7)
-    assert probs.dtype == torch.float64 and probs.sum().item() == pytest.approx(1.0)
-    assert len(texts) == probs.numel()
-    from kl_helpers.rl_loop import encode_prompts
-
     ids, attn = encode_prompts(tok, ["ab"])
     with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=attn).logits[0, -1].double()
-    torch.testing.assert_close(probs, torch.softmax(logits / 0.7, -1))
+        expected = torch.softmax(
+            model(input_ids=ids, attention_mask=attn).logits[0, -1].double() / 0.7, -1
+        )
+    out = one_token_responses(model, tok, "ab", temperature=0.7)
+    assert out["probs"].dtype == torch.float64 and out["kept_mass"] == pytest.approx(1.0)
+    torch.testing.assert_close(out["probs"], expected[out["ids"]])
+    assert len(out["texts"]) == expected.numel() == len(set(out["ids"].tolist()))
+    nucleus = one_token_responses(model, tok, "ab", temperature=0.7, top_p=0.5)
+    k = len(nucleus["texts"])
+    top = torch.sort(expected, descending=True).values
+    assert top[: k - 1].sum() < 0.5 <= top[:k].sum() == pytest.approx(nucleus["kept_mass"])
+    torch.testing.assert_close(nucleus["probs"], top[:k] / top[:k].sum())
     with pytest.raises(ValueError, match="temperature"):
         one_token_responses(model, tok, "ab", temperature=0)
+    with pytest.raises(ValueError, match="top_p"):
+        one_token_responses(model, tok, "ab", top_p=0)
