@@ -64,6 +64,7 @@ class RLHFPlan:
     # one-word answers: Best-of-N and the optimum exactly over every one-token response
     short_prompt: str = "Describe {} in one word."  # formatted with each held-out item
     short_top_p: float = 0.99  # π_ref of the first token: its nucleus of this mass, renormalised
+    short_ns: tuple[int, ...] = (1, 2, 4, 8, 16, 64, 256)  # Best-of-N sizes for one-word answers
     optimum_betas: tuple[float, ...] = tuple(float(b) for b in torch.logspace(1, -2, 25))
     seed: int = 0
 
@@ -110,6 +111,9 @@ class RLHFPlan:
             raise ValueError(f"bon_pool ({self.bon_pool}) must be >= 2 × the largest N ({ns[-1]})")
         if "{}" not in self.short_prompt:
             raise ValueError(f"short_prompt needs a '{{}}' for the item, got {self.short_prompt!r}")
+        short = list(self.short_ns)
+        if not short or short[0] != 1 or short != sorted(set(short)):
+            raise ValueError(f"short_ns must be increasing integers from 1, got {self.short_ns}")
         if not 0 < self.short_top_p <= 1:
             raise ValueError(f"short_top_p must be in (0, 1], got {self.short_top_p}")
         if not self.optimum_betas or min(self.optimum_betas) <= 0:

@@ -143,6 +143,8 @@ def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
         ({"reward_kind": "score"}, "reward_kind"),
         ({"mode": "fast"}, "mode"),
         ({"short_prompt": "one word"}, "short_prompt"),
+        ({"short_ns": (2, 8)}, "short_ns"),
+        ({"short_top_p": 0.0}, "short_top_p"),
         ({"optimum_betas": (1.0, 0.0)}, "optimum_betas"),
     ],
 )
