@@ -110,9 +110,11 @@ def best_of_n_summary(
 
 
 def one_token_responses(
-    model, tokenizer, prompt: str, temperature: float = 1.0, top_p: float = 1.0
-) -> dict:
-    """π_ref of every one-token response to ``prompt`` (chat template, assistant turn), exactly.
+    model, tokenizer, prompt: str, temperature: float = 1.0, top_p: float = 1.0,
+    response_prefix: str = "",
+) -> dict:  # fmt: skip
+    """π_ref of every one-token response to ``prompt`` (chat template, assistant turn), exactly;
+    with ``response_prefix``, of the token that follows that start of the assistant's answer.
 
     One forward pass of ``model`` (no gradient, eval mode) gives softmax(logits / temperature)
     over the vocabulary; ``top_p`` < 1 keeps the smallest set of most likely tokens whose mass
@@ -129,6 +131,10 @@ def one_token_responses(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(model.parameters()).device
     ids, attn = encode_prompts(tokenizer, [prompt])
+    if response_prefix:
+        extra = torch.as_tensor(tokenizer(response_prefix, add_special_tokens=False)["input_ids"])
+        ids = torch.cat([ids, extra.reshape(1, -1).to(ids.dtype)], dim=1)
+        attn = torch.cat([attn, torch.ones_like(ids[:, attn.shape[1] :])], dim=1)
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -128,6 +128,25 @@ def test_one_token_responses_are_the_next_token_distribution():
     top = torch.sort(expected, descending=True).values
     assert top[: k - 1].sum() < 0.5 <= top[:k].sum() == pytest.approx(nucleus["kept_mass"])
     torch.testing.assert_close(nucleus["probs"], top[:k] / top[:k].sum())
+
+    class Tok(CharTokenizer):  # takes add_special_tokens, as a transformers tokenizer does
+        def __call__(self, text, add_special_tokens=True):
+            return super().__call__(text)
+
+    tok = Tok()
+    prefixed = one_token_responses(model, tok, "ab", response_prefix="ba")
+    ids_b, attn_b = ids.clone(), attn.clone()
+    ids_b = torch.cat(
+        [ids_b, torch.as_tensor([tok("ba", add_special_tokens=False)["input_ids"]])], 1
+    )
+    attn_b = torch.cat(
+        [attn_b, torch.ones(1, ids_b.shape[1] - attn_b.shape[1], dtype=attn.dtype)], 1
+    )
+    with torch.no_grad():
+        after = torch.softmax(
+            model(input_ids=ids_b, attention_mask=attn_b).logits[0, -1].double(), -1
+        )
+    torch.testing.assert_close(prefixed["probs"], after[prefixed["ids"]])
     with pytest.raises(ValueError, match="temperature"):
         one_token_responses(model, tok, "ab", temperature=0)
     with pytest.raises(ValueError, match="top_p"):
