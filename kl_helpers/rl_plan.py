@@ -63,7 +63,7 @@ class RLHFPlan:
     bon_pool: int = 32  # reference samples per held-out prompt for Best-of-N (M ≥ 2N)
     # one-word answers: Best-of-N and the optimum exactly over every one-token response
     short_prompt: str = "Describe {} in one word."  # formatted with each held-out item
-    short_prefix: str = "In one word:"  # the answer's start: its next token is the one word
+    short_prefix: str = ""  # a fixed start of the answer ("In one word:" spreads π_ref wider)
     short_top_p: float = 0.99  # π_ref of the first token: its nucleus of this mass, renormalised
     short_ns: tuple[int, ...] = (1, 2, 4, 8, 16, 64, 256)  # Best-of-N sizes for one-word answers
     optimum_betas: tuple[float, ...] = tuple(float(b) for b in torch.logspace(1, -2, 25))
