@@ -204,11 +204,11 @@ def rl_loss(
 
 
 def best_of_n_kl_bound(n: int) -> float:
-    """log n − (n − 1)/n: the KL(π_BoN‖π_ref) of Best-of-N sampling when rewards do not tie
-    (Beirami et al. 2024 show it is an upper bound); nats. 0 for n = 1."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
-    return math.log(n) - (n - 1) / n
+    """log n − (n − 1)/n (nats): an upper bound on KL(π_BoN‖π_ref) (Beirami et al. 2024), reached
+    only when no single response carries noticeable probability; see ``kl_helpers.best_of_n``."""
+    from kl_helpers.best_of_n import best_of_n_kl_bound as bound
+
+    return bound(n)
 
 
 def distinct_n(texts: list[str], n: int = 2) -> float:

@@ -55,9 +55,18 @@ class RLHFPlan:
     betas: tuple[float, ...] = (0.1, 0.3, 1.0)  # per-response KL weights (reward nats per nat)
     compare_beta: float = 0.3  # the β at which k1-in-reward meets k3-in-loss
     eval_every: int = 5  # held-out evaluation every this many updates
-    eval_generations: int = 2  # held-out responses per prompt and evaluation
+    # held-out responses per prompt and evaluation: the standard error of a mean over
+    # len(heldout_prompts) × this many responses must stay below the differences compared
+    # (8 × 4 prompts = 32 responses; the reference's baseline is the pool's, bon_pool × 4)
+    eval_generations: int = 8
     bon_ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # Best-of-N sizes
     bon_pool: int = 32  # reference samples per held-out prompt for Best-of-N (M ≥ 2N)
+    # one-word answers: Best-of-N and the optimum exactly over every one-token response
+    short_prompt: str = "Describe {} in one word."  # formatted with each held-out item
+    short_prefix: str = ""  # a fixed start of the answer ("In one word:" spreads π_ref wider)
+    short_top_p: float = 0.99  # π_ref of the first token: its nucleus of this mass, renormalised
+    short_ns: tuple[int, ...] = (1, 2, 4, 8, 16, 64, 256)  # Best-of-N sizes for one-word answers
+    optimum_betas: tuple[float, ...] = tuple(float(b) for b in torch.logspace(1, -2, 25))
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +110,15 @@ class RLHFPlan:
             raise ValueError(f"bon_ns must be increasing integers starting at 1, got {self.bon_ns}")
         if self.bon_pool < 2 * ns[-1]:
             raise ValueError(f"bon_pool ({self.bon_pool}) must be >= 2 × the largest N ({ns[-1]})")
+        if "{}" not in self.short_prompt:
+            raise ValueError(f"short_prompt needs a '{{}}' for the item, got {self.short_prompt!r}")
+        short = list(self.short_ns)
+        if not short or short[0] != 1 or short != sorted(set(short)):
+            raise ValueError(f"short_ns must be increasing integers from 1, got {self.short_ns}")
+        if not 0 < self.short_top_p <= 1:
+            raise ValueError(f"short_top_p must be in (0, 1], got {self.short_top_p}")
+        if not self.optimum_betas or min(self.optimum_betas) <= 0:
+            raise ValueError(f"optimum_betas must be > 0, got {self.optimum_betas}")
         check_seed(self.seed, "seed")
 
     def replace(self, **changes) -> RLHFPlan:
@@ -111,6 +129,12 @@ class RLHFPlan:
         """The RLConfig of one run: β = 0 runs ``hack_steps``, the others ``sweep_steps``."""
         steps = self.hack_steps if beta == 0 else self.sweep_steps
         return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=self.seed)
+
+    def short_prompts(self) -> tuple[str, ...]:
+        """``short_prompt`` for each held-out prompt's item (one-word answers)."""
+        prefix, suffix = "Write a one-sentence review of ", "."
+        items = [p.removeprefix(prefix).removesuffix(suffix) for p in self.heldout_prompts]
+        return tuple(self.short_prompt.format(item) for item in items)
 
     def eval_config(self) -> RLConfig:
         """Sampling settings of the held-out evaluation (``eval_generations`` per prompt)."""
@@ -132,6 +156,8 @@ QUICK = RLHFPlan(
     eval_generations=2,
     bon_ns=(1, 2, 4),
     bon_pool=8,
+    short_top_p=0.9,
+    optimum_betas=(10.0, 1.0, 0.1, 0.01),
 )
 
 
@@ -151,16 +177,52 @@ def heldout_metrics(
     (no tensors, whatever the policy's device); plus a few texts."""
     out = evaluate_policy(policy, tokenizer, prompts, proxy, config, seed)
     texts = out["texts"]
-    gold_r = torch.as_tensor(gold(texts), dtype=torch.float32).reshape(-1)
-    return {
-        "reward": out["reward"].mean().item(),
-        "gold": gold_r.mean().item(),
-        "kl": out["kl"].mean().item(),
-        "ref_nll": out["ref_nll"].mean().item(),
-        "length": out["length"].float().mean().item(),
-        "distinct2": distinct_n(texts, 2),
-        "texts": list(texts[:keep_texts]),
-    }
+    values = {
+        "reward": out["reward"], "gold": torch.as_tensor(gold(texts)).reshape(-1),
+        "kl": out["kl"], "ref_nll": out["ref_nll"], "length": out["length"],
+    }  # fmt: skip
+    metrics = {}
+    for name, v in values.items():
+        mean, se = mean_and_se(v)
+        metrics[name] = mean
+        if name in SE_METRICS:
+            metrics[f"{name}_se"] = se
+    return {**metrics, "n": len(texts), "distinct2": distinct_n(texts, 2),
+            "texts": list(texts[:keep_texts])}  # fmt: skip
+
+
+SE_METRICS = ("reward", "gold", "kl", "ref_nll")  # heldout_metrics reports "<name>_se" for these
+
+
+def mean_and_se(values) -> tuple[float, float]:
+    """Mean and standard error (sample std / √n; 0 for n = 1) of a 1-D sequence, as floats."""
+    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if v.numel() == 0:
+        raise ValueError("need at least one value")
+    se = float(v.std() / v.numel() ** 0.5) if v.numel() > 1 else 0.0
+    return float(v.mean()), se
+
+
+def pool_baseline(pool: Sequence[dict]) -> dict[str, float]:
+    """π_ref's mean proxy ``reward`` and ``gold`` over every pool sample, with standard errors
+    (``reward_se``, ``gold_se``) and the sample count ``n``: the step-0 baseline."""
+    out: dict[str, float] = {}
+    for key in ("reward", "gold"):
+        out[key], out[f"{key}_se"] = mean_and_se([x for e in pool for x in e[key]])
+    out["n"] = sum(len(e["texts"]) for e in pool)
+    return out
+
+
+def is_reference(policy) -> bool:
+    """True when every LoRA B matrix of ``policy`` is zero (π = π_ref, e.g. before the first
+    update): an evaluation of it can be shared by every run."""
+    found = False
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:
+            found = True
+            if bool(p.detach().abs().max() > 0):
+                return False
+    return found
 
 
 def reference_pool(
@@ -219,14 +281,17 @@ def reference_pool(
 
 def best_of_n_table(pool: Sequence[dict], ns: Sequence[int]):
     """Per N, means over prompts: Best-of-N's KL to the pool (exact, nats), the bound
-    log N − (N−1)/N, and its expected proxy and gold rewards (exact over the pool)."""
+    log N − (N−1)/N, the KL a pool of M distinct samples gives whatever the rewards
+    (``best_of_n.uniform_pool_kl``), and the expected proxy and gold rewards (exact over the
+    pool)."""
     import pandas as pd
 
-    from kl_helpers.rl import best_of_n_kl_bound, best_of_n_pool
+    from kl_helpers.best_of_n import best_of_n_kl_bound, uniform_pool_kl
+    from kl_helpers.rl import best_of_n_pool
 
     rows = []
     for n in ns:
-        kls, proxy, gold, ties = [], [], [], []
+        kls, proxy, gold, ties, uniform = [], [], [], [], []
         for entry in pool:
             dist = best_of_n_pool(torch.tensor(entry["reward"]), entry["texts"], n)
             p = dist["p"]
@@ -235,8 +300,10 @@ def best_of_n_table(pool: Sequence[dict], ns: Sequence[int]):
             g = torch.tensor(entry["gold"], dtype=torch.float64)[dist["index"]]
             gold.append(float((p * g).sum()))
             ties.append(1 - len(p) / len(entry["texts"]))
+            uniform.append(uniform_pool_kl(len(entry["texts"]), n))
         rows.append({
             "N": n, "kl": sum(kls) / len(kls), "bound": best_of_n_kl_bound(n),
+            "M distinct (M, N only)": sum(uniform) / len(uniform),
             "reward": sum(proxy) / len(proxy), "gold": sum(gold) / len(gold),
             "duplicate share": sum(ties) / len(ties),
         })  # fmt: skip

@@ -17,6 +17,18 @@ def test_each_helper_returns_its_axes_with_labels():
             {"β=0": (3.0, 1.0)}, [0, 0.2], [0.0, 0.5], [1, 2], "reward", ax=ax, bon_bound=[0, 0.19]
         ),
         lambda ax: pr.plot_bon_kl([1, 2, 4], [0, 0.19, 0.6], [0, 0.193, 0.636], ax=ax),
+        lambda ax: pr.plot_bon_kl([1, 2], {"a": [0, 0.1], "b": [0, 0.19]}, [0, 0.193], ax=ax),
+        lambda ax: pr.plot_frontier(
+            {"β=0": (3.0, 1.0)},
+            [0, 0.2],
+            [0.0, 0.5],
+            [1, 2],
+            "reward",
+            ax=ax,
+            optimum=([0, 0.2, 1.0], [0, 0.6, 1.0]),
+            kl_cap=3.4,
+            errors={"β=0": (0.5, 0.1)},
+        ),
         lambda ax: pr.plot_value_vs_kl({"run": ([0, 1], [0.5, 0.7])}, "gold", ax=ax),
     ]
     assert_draws_on_given_axes(draws)

@@ -14,6 +14,9 @@ from kl_helpers.rl_plan import (
     RLHFPlan,
     best_of_n_table,
     heldout_metrics,
+    is_reference,
+    mean_and_se,
+    pool_baseline,
     reference_pool,
     reward_config,
     rlhf_plan,
@@ -57,6 +60,39 @@ def test_heldout_metrics_at_the_start_show_no_kl():
     out = heldout_metrics(policy, tok, TINY_PROMPTS[:2], a_reward, a_reward, CONFIG, keep_texts=2)
     assert out["kl"] == pytest.approx(0.0, abs=1e-6) and out["reward"] == out["gold"]
     assert 0 <= out["distinct2"] <= 1 and out["ref_nll"] > 0 and len(out["texts"]) == 2
+    n = CONFIG.num_generations * 2
+    assert out["n"] == n and out["kl_se"] == pytest.approx(0.0, abs=1e-6)
+    assert out["reward_se"] == out["gold_se"] and out["reward_se"] >= 0
+
+
+def test_mean_and_se_is_the_sample_std_over_root_n():
+    mean, se = mean_and_se([1.0, 2.0, 3.0, 6.0])
+    assert mean == 3.0 and se == pytest.approx((14 / 3) ** 0.5 / 2)
+    assert mean_and_se([5.0]) == (5.0, 0.0)
+    with pytest.raises(ValueError):
+        mean_and_se([])
+    pool = [{"texts": ["a", "b"], "reward": [0.0, 2.0], "gold": [1.0, 1.0]},
+            {"texts": ["c"], "reward": [4.0], "gold": [4.0]}]  # fmt: skip
+    base = pool_baseline(pool)
+    assert base["reward"] == 2.0 and base["gold"] == 2.0 and base["n"] == 3
+    assert base["reward_se"] == pytest.approx(mean_and_se([0.0, 2.0, 4.0])[1])
+
+
+def test_is_reference_until_a_lora_weight_moves():
+    import torch
+
+    policy = add_lora(tiny_llama(), CONFIG)
+    assert is_reference(policy)
+    with torch.no_grad():
+        next(p for n, p in policy.named_parameters() if "lora_B" in n)[0, 0] = 1e-3
+    assert not is_reference(policy)
+    assert not is_reference(tiny_llama())  # no adapters at all
+
+
+def test_short_prompts_keep_the_held_out_items():
+    plan = RLHFPlan()
+    assert plan.short_prompts()[0] == "Describe the vitamin supplement you take daily in one word."
+    assert len(plan.short_prompts()) == len(plan.heldout_prompts)
 
 
 def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
@@ -85,6 +121,9 @@ def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
     assert (table["kl"] <= table["bound"] + 1e-12).all()
     assert table["bound"].iloc[-1] == pytest.approx(best_of_n_kl_bound(4))
     assert (table["reward"].diff().dropna() >= -1e-12).all()  # best of more is never worse
+    # ties (here many: the reward counts a's) only coarsen Best-of-N, so its KL cannot exceed
+    # the KL of a pool of distinct rewards
+    assert (table["kl"] <= table["M distinct (M, N only)"] + 1e-12).all()
     with pytest.raises(ValueError):
         reference_pool(model, tok, TINY_PROMPTS[:1], Named(), Named(), CONFIG, 0, **kw)
 
@@ -103,6 +142,10 @@ def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
         ({"gold": "imdb"}, "gold must be one of"),
         ({"reward_kind": "score"}, "reward_kind"),
         ({"mode": "fast"}, "mode"),
+        ({"short_prompt": "one word"}, "short_prompt"),
+        ({"short_ns": (2, 8)}, "short_ns"),
+        ({"short_top_p": 0.0}, "short_top_p"),
+        ({"optimum_betas": (1.0, 0.0)}, "optimum_betas"),
     ],
 )
 def test_an_edit_that_cannot_run_fails_in_the_edit_cell(change, message):

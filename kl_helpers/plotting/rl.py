@@ -35,13 +35,25 @@ def plot_frontier(
     ylabel: str,
     ax: Axes | None = None,
     bon_bound: Sequence[float] | None = None,
+    optimum: tuple[Sequence[float], Sequence[float]] | None = None,
+    kl_cap: float | None = None,
+    errors: Mapping[str, tuple[float, float]] | None = None,
 ) -> Axes:
-    """Reward (``ylabel``) against KL: one labelled point per RL run and the Best-of-N curve
-    (measured KL; hollow markers at the bound log N − (N−1)/N when ``bon_bound`` is given)."""
+    """Reward (``ylabel``) against KL: one labelled point per RL run (with ±1 standard-error
+    bars from ``errors``: name -> (KL se, value se)), the Best-of-N curve (measured KL; hollow
+    markers at the bound log N − (N−1)/N when ``bon_bound`` is given), the exact KL-regularised
+    optimum ``optimum`` = (KLs, values) over β, and a vertical line at ``kl_cap`` (log M)."""
     ax = get_ax(ax)
     for name, (kl, value) in points.items():
         ax.scatter([kl], [value], s=50, zorder=3)
+        if errors and name in errors:
+            xerr, yerr = errors[name]
+            ax.errorbar([kl], [value], xerr=[xerr], yerr=[yerr], fmt="none", ecolor="grey", lw=1)
         ax.annotate(name, (kl, value), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if optimum is not None:
+        ax.plot(*optimum, "-", color="tab:green", lw=2, label="optimum π_ref·exp(r/β)/Z over β")
+    if kl_cap is not None:
+        ax.axvline(kl_cap, color="grey", ls=":", lw=1, label="log M: the pool's largest KL")
     ax.plot(bon_kl, bon_value, "k-s", ms=5, lw=1, label="Best-of-N from π_ref (measured KL)")
     for n, kl, value in zip(bon_ns, bon_kl, bon_value, strict=True):
         ax.annotate(f"N={n}", (kl, value), textcoords="offset points", xytext=(4, -11), fontsize=7)
@@ -55,12 +67,17 @@ def plot_frontier(
 
 
 def plot_bon_kl(
-    ns: Sequence[int], measured: Sequence[float], bound: Sequence[float], ax: Axes | None = None
-) -> Axes:
-    """Best-of-N's KL to the reference, measured over the pool, against the bound, vs N."""
+    ns: Sequence[int], measured: Mapping[str, Sequence[float]] | Sequence[float],
+    bound: Sequence[float], ax: Axes | None = None,
+) -> Axes:  # fmt: skip
+    """Best-of-N's KL to the reference against the bound, vs N: one line per entry of
+    ``measured`` (label -> KL per N; a plain sequence is labelled "measured over the pool")."""
     ax = get_ax(ax)
     ax.plot(ns, bound, "k--", marker="o", mfc="none", label="bound log N − (N−1)/N")
-    ax.plot(ns, np.asarray(measured, dtype=float), marker="s", label="measured over the pool")
+    if not isinstance(measured, Mapping):
+        measured = {"measured over the pool": measured}
+    for label, values in measured.items():
+        ax.plot(ns, np.asarray(values, dtype=float), marker="s", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("N (responses drawn from π_ref, best kept)")
     ax.set_ylabel("KL(π_BoN‖π_ref) (nats)")
