@@ -122,7 +122,7 @@ def sample_tokens(
     With the cache each prompt is run once and its KV cache repeated G times
     (:func:`shared_prefill`); ``use_cache=False`` repeats the prompts and re-runs the whole
     sequence at every step (the naive baseline; same distribution). No gradient
-    (``inference_mode``); ``model``'s train/eval mode is restored afterwards. The output is a
+    (``no_grad``); ``model``'s train/eval mode is restored afterwards. The output is a
     long tensor on the model's device. Raises ValueError on shapes or settings that make no
     sense (names both shapes when the mask does not match the ids).
     """
@@ -144,7 +144,7 @@ def sample_tokens(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad():
             if use_cache:
                 last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
                 extra[cache_argument] = cache
@@ -180,4 +180,4 @@ def sample_tokens(
                     last = _full_forward(model, seq, mask, extra)
     finally:
         model.train(was_training)
-    return torch.stack(new, dim=1).clone()  # a normal tensor (autograd may save it as an index)
+    return torch.stack(new, dim=1)
