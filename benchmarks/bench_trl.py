@@ -184,8 +184,10 @@ def main() -> None:
         def on_step_end(self, args, state, control, **kwargs):
             trl_times.append(time.perf_counter() - self.start)
             our_step(state.global_step)
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in our_phases[-1].items() if k != "total")
             print(f"  step {state.global_step}: TRL {trl_times[-1]:.2f} s, ours "
-                  f"{our_times[-1]:.2f} s; load {load_average()}", flush=True)  # fmt: skip
+                  f"{our_times[-1]:.2f} s ({phases}); load {load_average()}",
+                  flush=True)  # fmt: skip
 
     trainer.add_callback(Alternate())
     print(f"model: {choice.describe()}")
