@@ -186,7 +186,8 @@ def main() -> None:
             our_step(state.global_step)
             phases = ", ".join(f"{k} {v:.2f}" for k, v in our_phases[-1].items() if k != "total")
             print(f"  step {state.global_step}: TRL {trl_times[-1]:.2f} s, ours "
-                  f"{our_times[-1]:.2f} s ({phases}); load {load_average()}",
+                  f"{our_times[-1]:.2f} s ({phases}); load {load_average()}, "
+                  f"threads {torch.get_num_threads()}",
                   flush=True)  # fmt: skip
 
     trainer.add_callback(Alternate())
