@@ -14,7 +14,7 @@ export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: setup run test lint unit nbval edits other-models colab-check bench bench-rl clean
+.PHONY: setup run test lint unit nbval edits other-models colab-check bench bench-rl bench-trl clean
 
 setup: $(STAMP)
 
@@ -116,6 +116,10 @@ bench: $(STAMP)
 
 bench-rl: $(STAMP)
 	$(BIN)/python benchmarks/bench_rl.py
+
+bench-trl: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/bench_trl.py
 
 clean:
 	rm -rf $(VENV) $(COLAB_VENV)

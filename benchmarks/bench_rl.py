@@ -6,10 +6,12 @@ sample, score the responses with the reward classifier, reference log-probs, one
 
 - RL step (``kl_helpers.rl_loop.rl_step``): LoRA adapters (r=8 on q/v) are the only trainable
   weights, the sampler (``kl_helpers.sampling.sample_tokens``) reuses its KV cache, the reference
-  is the same network with the adapters disabled, under ``no_grad``.
+  is the same network with the adapters disabled, under ``no_grad``; each prompt is run once per
+  phase and its cache shared by its responses (``kl_helpers.rl_forward``).
 - Naive step: full fine-tuning (every weight in AdamW), a deep-copied frozen reference, and the
   sampler with ``use_cache=False``, which re-runs the whole prefix for every new token (as
-  ``generate(use_cache=False)`` did before the sampler replaced ``generate``).
+  ``generate(use_cache=False)`` did before the sampler replaced ``generate``). Its two forwards
+  share the prompts as the RL step's do.
 
 The scorer is the bundled MiniLM classifier with an untrained head: scoring costs the same as with
 the trained reward model, which this benchmark does not need. Steps alternate (RL, naive, RL, ...)

@@ -24,12 +24,13 @@ Modules by topic (and the notebook that introduces them):
   generation config says; ``token_kl`` KL between language models token by token;
   ``llm_config`` its config (09)
 - ``rl`` (config, baselines, KL placement, Best-of-N), ``rl_loop`` (LoRA policy, sampling,
-  step, loop with held-out evaluations), ``rl_runs`` (cached runs), ``reward`` (the classifier
+  step, loop with held-out evaluations), ``rl_forward`` (log-probs under π and π_ref, each
+  prompt run once for its responses), ``rl_runs`` (cached runs), ``reward`` (the classifier
   as a reward), ``rl_plan`` (the experiment's plan, held-out metrics, the reference pool),
   ``best_of_n`` (Best-of-N's exact distribution and KL, one-token responses), ``rl_optimum``
   (the KL-regularised optimum exactly on a discrete reference or pool):
   RLHF with a KL penalty, reward hacking, the β frontier, Best-of-N and a gold reward (10_rlhf;
-  ``benchmarks/bench_rl.py`` times one step)
+  ``benchmarks/bench_rl.py`` times one step, ``bench_trl.py`` against TRL)
 - ``claims`` which run a notebook's measured claims belong to (model, device type, precision,
   plan): asserted on the saved run, listed as skipped anywhere else (06-10)
 - ``runtime`` device, seeds, threads, quiet logs; ``models`` offline-first BERT resolution;

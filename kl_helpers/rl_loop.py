@@ -4,6 +4,8 @@ The policy is the causal LM with LoRA adapters (``peft``); the reference is the 
 ``disable_adapter()`` and ``torch.no_grad`` (``reference.reference_view``: no second copy).
 Sampling is ``sampling.sample_tokens`` (KV cache, temperature only, whatever the checkpoint's
 generation config sets), so that the samples come from the π whose log-probs the loss uses.
+Each prompt is run once per step in each of sampling, the reference forward and the policy
+forward; its KV cache serves its ``num_generations`` responses (``rl_forward``).
 Prompts are left-padded; the response mask drops prompt, padding and everything after a
 response's first EOS. Cached runs: ``kl_helpers.rl_runs``. Introduced in notebook 10.
 """
@@ -17,12 +19,16 @@ import torch
 
 from kl_helpers._validate import check_same_shape
 from kl_helpers.experiment import show_progress
-from kl_helpers.reference import reference_view
-from kl_helpers.regularizer import masked_sum, per_token_divergence
+from kl_helpers.regularizer import masked_sum
 from kl_helpers.rl import RLConfig, response_mask, rl_loss
+from kl_helpers.rl_forward import (  # noqa: F401 (check_pairs: re-exported)
+    check_pairs,
+    reference_logits,
+    response_kl,
+    response_logits,
+)
 from kl_helpers.runtime import seed_everything
 from kl_helpers.sampling import sample_tokens
-from kl_helpers.token_kl import token_log_probs
 
 RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
 EvalFn = Callable[[torch.nn.Module], dict]  # policy -> {metric: float, optional "texts": [str]}
@@ -73,7 +79,8 @@ def sample_responses(
     model, prompt_ids, prompt_mask, config: RLConfig, eos_id, pad_id, seed: int, *,
     use_cache: bool = True, fixed_length: bool = False,
 ):  # fmt: skip
-    """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient.
+    """``num_generations`` KV-cached samples per prompt (rows prompt-major), no gradient; each
+    prompt is run once and its cache shared by its responses.
 
     Drawn from π = softmax(logits / ``temperature``) by :func:`kl_helpers.sampling.sample_tokens`,
     whatever the checkpoint's ``generation_config`` says. Returns (responses, mask), each
@@ -85,8 +92,9 @@ def sample_responses(
     torch.manual_seed(seed)
     responses = sample_tokens(
         model,
-        prompt_ids.repeat_interleave(config.num_generations, dim=0),
-        prompt_mask.repeat_interleave(config.num_generations, dim=0),
+        prompt_ids,
+        prompt_mask,
+        num_generations=config.num_generations,
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
         eos_token_id=eos_id,
@@ -97,73 +105,17 @@ def sample_responses(
     return responses, response_mask(responses, eos_id)
 
 
-def check_pairs(prompt_ids, prompt_mask, responses, resp_mask) -> None:
-    """Raise ValueError naming both shapes unless ids and masks match and prompts (B, L) and
-    responses (B, T) have the same rows."""
-    check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
-    check_same_shape(responses, resp_mask, ("responses", "resp_mask"))
-    if prompt_ids.ndim != 2 or responses.ndim != 2 or prompt_ids.shape[0] != responses.shape[0]:
-        raise ValueError(
-            f"prompt_ids {tuple(prompt_ids.shape)} and responses {tuple(responses.shape)} must be "
-            "(B, L) and (B, T)"
-        )
-
-
-def response_logits(model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0):
-    """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
-    (B, T), 0 off ``resp_mask``, both on the model's device (inputs are moved there). Left padding
-    is handled by position ids from the attention mask; only the last T + 1 positions are
-    projected onto the vocabulary (``logits_to_keep``). Raises ValueError naming both shapes if
-    ids and masks, or prompts and responses, differ."""
-    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
-    device = next(model.parameters()).device
-    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-    responses, resp_mask = responses.to(device), resp_mask.to(device)
-    length = responses.shape[1]
-    ids = torch.cat([prompt_ids, responses], dim=1)
-    attn = torch.cat([prompt_mask.to(resp_mask.device), resp_mask.long()], dim=1)
-    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(
-        input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=length + 1
-    )
-    logits = out.logits[:, :-1]
-    if logits.dtype in (torch.float16, torch.bfloat16):  # log-softmax in half precision loses KL
-        logits = logits.float()
-    logits = logits / temperature
-    return logits, token_log_probs(logits, responses, resp_mask)
-
-
-def response_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor):
-    """The exact-KL monitor: KL(π‖π_ref) per response (B,), nats, summed over the tokens of
-    ``mask`` (B, T) of the per-token KL over the whole vocabulary of logits (B, T, V) (float64
-    inside, ≥ 0: ``regularizer.per_token_divergence``). Raises ValueError naming both shapes."""
-    return masked_sum(per_token_divergence(logits, ref_logits, mask, "reverse"), mask)
-
-
 def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
-    """Sample ``num_generations`` responses per prompt and decode them: (ids, attention mask) of
-    the prompts repeated per response, (responses, response mask), all on the policy's device,
-    and the texts."""
+    """Sample ``num_generations`` = G responses per prompt and decode them: (ids, attention mask)
+    of the P prompts (P, L), (responses, response mask) (P·G, T), rows prompt-major, all on the
+    policy's device, and the P·G texts. Pass ``num_generations=G`` with them to the forwards."""
     device = next(policy.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     pad = eos if pad is None else pad
     ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
     responses, mask = sample_responses(policy, ids, attn, config, eos, pad, seed, **sample_kw)
     texts = tokenizer.batch_decode(torch.where(mask, responses, pad), skip_special_tokens=True)
-    ids = ids.repeat_interleave(config.num_generations, 0)
-    attn = attn.repeat_interleave(config.num_generations, 0)
     return ids, attn, responses, mask, texts
-
-
-def reference_logits(
-    policy, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0, ref_model=None
-):
-    """:func:`response_logits` of π_ref, no gradient, on the device of the network that runs:
-    ``ref_model`` if given, else the same network with its LoRA adapters disabled
-    (``reference.reference_view``, eval mode)."""
-    check_pairs(prompt_ids, prompt_mask, responses, resp_mask)
-    with torch.no_grad(), reference_view(policy, ref_model) as ref:
-        return response_logits(ref, prompt_ids, prompt_mask, responses, resp_mask, temperature)
 
 
 def rl_step(
@@ -184,11 +136,12 @@ def rl_step(
         policy, tokenizer, prompts, config, seed, **sample_kw
     )
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device=device).reshape(-1)
+    group = config.num_generations
     ref_logits, ref_logp = reference_logits(
-        policy, ids, attn, responses, mask, config.temperature, ref_model
+        policy, ids, attn, responses, mask, config.temperature, ref_model, group
     )
     policy.train()
-    logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature)
+    logits, logp = response_logits(policy, ids, attn, responses, mask, config.temperature, group)
     out = rl_loss(
         logp, ref_logp, mask, rewards, config.beta, config.kl_estimator,
         config.num_generations, config.baseline,
@@ -289,10 +242,13 @@ def evaluate_policy(
     mean per-token NLL of the response ("ref_nll", nats/token; 0 if empty), each (P·G,) on the
     CPU, and the texts."""
     ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
-    ref_logits, ref_logp = reference_logits(policy, ids, attn, responses, mask, config.temperature)
+    group, temperature = config.num_generations, config.temperature
+    ref_logits, ref_logp = reference_logits(
+        policy, ids, attn, responses, mask, temperature, num_generations=group
+    )
     policy.eval()
     with torch.no_grad():
-        logits, _ = response_logits(policy, ids, attn, responses, mask, config.temperature)
+        logits, _ = response_logits(policy, ids, attn, responses, mask, temperature, group)
         kl = response_kl(logits, ref_logits, mask)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device="cpu").reshape(-1)
     length = mask.sum(1)

@@ -43,6 +43,31 @@ def _returned_cache(out) -> object:
     raise RuntimeError("the model returned no KV cache: sample with use_cache=False")
 
 
+def shared_prefill(model, input_ids, attention_mask, num_generations: int = 1, **kwargs):
+    """Run each left-padded prompt (P, L) ONCE and repeat its state for its ``num_generations``
+    (G) responses: returns (logits at each prompt's last position, (P·G, V), in the model's
+    dtype; the KV cache repeated G times along the batch, prompt-major; the mask (P·G, L)).
+
+    ``kwargs`` go to the forward (``logits_to_keep``...). Runs under whatever grad mode the
+    caller set: with gradient, the cache's keys and values stay in the graph (``repeat_interleave``
+    is differentiable), so LoRA weights that change them get their gradient through the
+    responses' attention to the prompt. Position ids are counted over real tokens (0 on padding).
+    RuntimeError if the model returns no cache.
+    """
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    mask = attention_mask.long()
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs
+    )
+    cache = _returned_cache(out)
+    if num_generations > 1:
+        cache.batch_repeat_interleave(num_generations)
+    last = out.logits[:, -1].repeat_interleave(num_generations, dim=0)
+    return last, cache, mask.repeat_interleave(num_generations, dim=0)
+
+
 def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos):
     if input_ids.ndim != 2 or input_ids.shape[1] < 1:
         raise ValueError(f"input_ids must be (B, L) with L >= 1, got {tuple(input_ids.shape)}")
@@ -64,6 +89,14 @@ def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperatur
         raise ValueError("min_new_tokens needs an eos_token_id to forbid")
 
 
+def _full_forward(model, ids, mask, extra) -> torch.Tensor:
+    """Last-position logits (B, V) of a forward over the whole of ``ids``, no cache."""
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                **extra)  # fmt: skip
+    return out.logits[:, -1]
+
+
 def sample_tokens(
     model: torch.nn.Module,
     input_ids: torch.Tensor,
@@ -75,8 +108,10 @@ def sample_tokens(
     pad_token_id: int | None = None,
     min_new_tokens: int = 0,
     use_cache: bool = True,
+    num_generations: int = 1,
 ) -> torch.Tensor:
-    """New tokens (B, T ≤ ``max_new_tokens``) after left-padded prompts ``input_ids`` (B, L).
+    """New tokens (P·G, T ≤ ``max_new_tokens``) after left-padded prompts ``input_ids`` (P, L):
+    ``num_generations`` = G responses per prompt, rows prompt-major (as ``repeat_interleave``).
 
     Each token is drawn from softmax(logits / ``temperature``) of ``model`` (seed with
     ``torch.manual_seed`` before the call); ``model.generation_config`` is ignored. Positions
@@ -84,9 +119,11 @@ def sample_tokens(
     stops when every row has ended or after ``max_new_tokens``; EOS cannot be drawn in the first
     ``min_new_tokens`` steps.
     Position ids come from ``attention_mask`` (1 on real tokens; all ones if None).
-    ``use_cache=False`` re-runs the whole sequence at every step (the naive baseline; same
-    distribution). No gradient; ``model``'s train/eval mode is restored afterwards. The output
-    is a long tensor on the model's device. Raises ValueError on shapes or settings that make no
+    With the cache each prompt is run once and its KV cache repeated G times
+    (:func:`shared_prefill`); ``use_cache=False`` repeats the prompts and re-runs the whole
+    sequence at every step (the naive baseline; same distribution). No gradient
+    (``no_grad``); ``model``'s train/eval mode is restored afterwards. The output is a
+    long tensor on the model's device. Raises ValueError on shapes or settings that make no
     sense (names both shapes when the mask does not match the ids).
     """
     if attention_mask is None:
@@ -94,25 +131,30 @@ def sample_tokens(
     eos = eos_token_id
     pad = eos_token_id if pad_token_id is None else pad_token_id  # generate's default
     _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos)
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
     device = model_device(model)
     ids = input_ids.to(device)
     mask = attention_mask.to(device=device, dtype=torch.long)
-    # generate's position ids: counted over real tokens, 0 on left padding
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
     extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
     cache_argument = _cache_argument(model)
-    unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=device)
+    if not use_cache:
+        ids, mask = (t.repeat_interleave(num_generations, dim=0) for t in (ids, mask))
     new: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            out = model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=use_cache,
-                **extra,
-            )  # fmt: skip
+            if use_cache:
+                last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
+                extra[cache_argument] = cache
+            else:
+                last = _full_forward(model, ids, mask, extra)
+            # generate's position ids: counted over real tokens, 0 on left padding
+            position = mask.sum(-1, keepdim=True) - 1
+            unfinished = torch.ones(mask.shape[0], dtype=torch.bool, device=device)
             for step in range(max_new_tokens):
-                logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
+                logits = last.to(dtype=torch.float32, copy=True)
                 if eos is not None and step < min_new_tokens:
                     logits[:, eos] = -torch.inf
                 if temperature != 1.0:
@@ -126,19 +168,16 @@ def sample_tokens(
                 if step + 1 == max_new_tokens or not unfinished.any():
                     break
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+                position = position + 1
                 if use_cache:
-                    extra[cache_argument] = _returned_cache(out)
                     out = model(
-                        input_ids=token[:, None], attention_mask=mask,
-                        position_ids=positions[:, -1:], use_cache=True, **extra,
+                        input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                        use_cache=True, **extra,
                     )  # fmt: skip
+                    last = out.logits[:, -1]
                 else:
                     seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)
-                    out = model(
-                        input_ids=seq, attention_mask=mask, position_ids=positions,
-                        use_cache=False, **extra,
-                    )  # fmt: skip
+                    last = _full_forward(model, seq, mask, extra)
     finally:
         model.train(was_training)
     return torch.stack(new, dim=1)

@@ -11,10 +11,10 @@ import re
 import pytest
 import torch
 
-from kl_helpers import regularizer, rl, rl_loop, rlhf, token_kl
+from kl_helpers import regularizer, rl, rl_forward, rl_loop, rlhf, token_kl
 from kl_helpers.llm import build_tiny_causal_lm
 
-MODULES = (token_kl, rl, rlhf, rl_loop, regularizer)
+MODULES = (token_kl, rl, rlhf, rl_loop, rl_forward, regularizer)
 
 
 def t(*shape: int) -> torch.Tensor:
@@ -126,22 +126,22 @@ CASES = {
     ),
     "rlhf.optimal_policy": (lambda: rlhf.optimal_policy(probs(3), t(1), 1.0), [(1,), (3,)]),
     "rlhf.optimal_value": (lambda: rlhf.optimal_value(probs(3), t(2), 1.0), [(2,), (3,)]),
-    "rl_loop.check_pairs": (
-        lambda: rl_loop.check_pairs(ids(2, 3), ids(2, 3), ids(2, 4), m(2, 3)),
+    "rl_forward.check_pairs": (
+        lambda: rl_forward.check_pairs(ids(2, 3), ids(2, 3), ids(2, 4), m(2, 3)),
         [(2, 4), (2, 3)],
     ),
-    "rl_loop.reference_logits": (
-        lambda: rl_loop.reference_logits(
+    "rl_forward.reference_logits": (
+        lambda: rl_forward.reference_logits(
             model(), ids(2, 3), ids(2, 3), ids(2, 4), m(2, 1), 1.0, model()
         ),  # fmt: skip
         [(2, 4), (2, 1)],
     ),
-    "rl_loop.response_kl": (
-        lambda: rl_loop.response_kl(t(2, 3, 5), t(2, 3, 5), m(2, 1)),
+    "rl_forward.response_kl": (
+        lambda: rl_forward.response_kl(t(2, 3, 5), t(2, 3, 5), m(2, 1)),
         [(2, 1), (2, 3)],
     ),
-    "rl_loop.response_logits": (
-        lambda: rl_loop.response_logits(model(), ids(2, 3), ids(2, 1), ids(2, 4), m(2, 4)),
+    "rl_forward.response_logits": (
+        lambda: rl_forward.response_logits(model(), ids(2, 3), ids(2, 1), ids(2, 4), m(2, 4)),
         [(2, 3), (2, 1)],
     ),
     "rl_loop.sample_responses": (
@@ -200,9 +200,15 @@ MORE_CASES = {
         lambda: rl.rl_loss(t(4, 3), t(4, 3), m(4, 3), t(4, 1), 0.1, num_generations=2),
         [(4, 1), (4, 3)],
     ),
-    "rl_loop.response_logits (rows)": (
-        lambda: rl_loop.response_logits(model(), ids(2, 3), ids(2, 3), ids(3, 4), m(3, 4)),
+    "rl_forward.response_logits (rows)": (
+        lambda: rl_forward.response_logits(model(), ids(2, 3), ids(2, 3), ids(3, 4), m(3, 4)),
         [(2, 3), (3, 4)],
+    ),
+    "rl_forward.response_logits (rows, shared prompts)": (
+        lambda: rl_forward.response_logits(
+            model(), ids(2, 3), ids(2, 3), ids(5, 4), m(5, 4), num_generations=2
+        ),
+        [(2, 3), (5, 4)],
     ),
     "regularizer.masked_sum (mask (B, T), values (B, 1))": (
         lambda: regularizer.masked_sum(t(4, 1), m(4, 3)),

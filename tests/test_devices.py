@@ -12,8 +12,9 @@ LoRA check) are replayed here and raise ``DeviceMix`` on the old code.
 Adapted or exempt, with the reason:
 
 - ``llm.sample``, ``rl_loop.sample_responses`` (and what calls them: ``rollout``, ``rl_step``,
-  ``evaluate_policy``) run the package's own sampler (``sampling.sample_tokens``) on the stand-in
-  too; the values it reads there are zeros, so it simply runs to ``max_new_tokens``.
+  ``evaluate_policy``) run the package's own sampler (``sampling.sample_tokens``, each prompt
+  prefilled once and its cache repeated) on the stand-in too; the values it reads there are
+  zeros, so it simply runs to ``max_new_tokens``.
 - ``trainer.KLTrainer`` (and the Trainer runs of notebook 11): transformers' ``Trainer`` places
   the model on ``args.device`` (cpu, cuda, mps, ...), never on meta, and moves each batch there
   (reference-logit column included); its own device code (loss sums ``.to(args.device)``) runs
@@ -127,6 +128,14 @@ def test_rl_loop_logits_stay_on_the_policy_device_whatever_the_inputs(lora_polic
         out = rl_loop.response_logits(lora_policy, ids, attn, responses, mask)
         assert devices_of(out) == {"meta"}
         ref = rl_loop.reference_logits(lora_policy, ids, attn, responses, mask)
+        assert devices_of(ref) == {"meta"}
+        shared = rl_loop.response_logits(  # each prompt once, its cache repeated (G = 2)
+            lora_policy, ids, attn, responses.repeat(2, 1), mask.repeat(2, 1), num_generations=2
+        )
+        assert devices_of(shared) == {"meta"}
+        ref = rl_loop.reference_logits(
+            lora_policy, ids, attn, responses.repeat(2, 1), mask.repeat(2, 1), num_generations=2
+        )
         assert devices_of(ref) == {"meta"}
 
 
