@@ -57,3 +57,17 @@ def probability_pair(
         check_probabilities(p, "p")
         check_probabilities(q, "q")
     return p, q
+
+
+def discrete_outcomes(ref_probs: object, rewards: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(π_ref normalised, rewards) as 1-D float64 tensors of one length; ValueError naming the
+    shapes, or on probabilities that are not a distribution or rewards that are not finite."""
+    q = as_float_tensor(ref_probs).to(torch.float64)
+    r = as_float_tensor(rewards).to(torch.float64)
+    check_same_shape(r, q, ("rewards", "ref_probs"))
+    if q.ndim != 1 or q.numel() == 0:
+        raise ValueError(f"ref_probs must be 1-D and non-empty, got shape {tuple(q.shape)}")
+    check_probabilities(q, "ref_probs")
+    if not torch.isfinite(r).all():
+        raise ValueError("rewards must be finite")
+    return q / q.sum(), r

@@ -18,7 +18,11 @@ from collections.abc import Sequence
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import (
+    as_float_tensor,
+    check_same_shape,
+    discrete_outcomes,
+)
 
 
 def best_of_n_kl_bound(n: int) -> float:
@@ -35,19 +39,6 @@ def _check_n(n: int) -> int:
     return int(n)
 
 
-def _outcomes(ref_probs: object, rewards: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """(π_ref, rewards) as 1-D float64 tensors of one length, checked."""
-    q = as_float_tensor(ref_probs).to(torch.float64)
-    r = as_float_tensor(rewards).to(torch.float64)
-    check_same_shape(r, q, ("rewards", "ref_probs"))
-    if q.ndim != 1 or q.numel() == 0:
-        raise ValueError(f"ref_probs must be 1-D and non-empty, got shape {tuple(q.shape)}")
-    check_probabilities(q, "ref_probs")
-    if not torch.isfinite(r).all():
-        raise ValueError("rewards must be finite")
-    return q / q.sum(), r
-
-
 def best_of_n_probs(ref_probs: object, rewards: object, n: int) -> torch.Tensor:
     """π_BoN over the outcomes of ``ref_probs`` (1-D, sums to 1), exactly; float64, same shape.
 
@@ -56,7 +47,7 @@ def best_of_n_probs(ref_probs: object, rewards: object, n: int) -> torch.Tensor:
     ValueError for mismatched shapes, non-finite rewards or n < 1.
     """
     n = _check_n(n)
-    q, r = _outcomes(ref_probs, rewards)
+    q, r = discrete_outcomes(ref_probs, rewards)
     order = torch.argsort(r, stable=True)
     q_sorted, r_sorted = q[order], r[order]
     _, block = torch.unique_consecutive(r_sorted, return_inverse=True)
@@ -72,7 +63,7 @@ def best_of_n_probs(ref_probs: object, rewards: object, n: int) -> torch.Tensor:
 
 def best_of_n_kl(ref_probs: object, rewards: object, n: int) -> float:
     """KL(π_BoN‖π_ref) = Σ π_BoN log(π_BoN/π_ref) in nats, exactly (float64); ≥ 0."""
-    q, r = _outcomes(ref_probs, rewards)
+    q, r = discrete_outcomes(ref_probs, rewards)
     p = best_of_n_probs(q, r, n)
     keep = p > 0
     return max(float((p[keep] * (p[keep].log() - q[keep].log())).sum()), 0.0)
@@ -94,7 +85,7 @@ def best_of_n_summary(
     """Per N: ``kl`` (nats), ``bound``, the expected ``reward`` under π_BoN and the expected
     ``values`` (e.g. a gold reward, same shape as ``rewards``); also ``max_ref_prob``, the largest
     single outcome's π_ref, which decides how far below the bound the KL stays."""
-    q, r = _outcomes(ref_probs, rewards)
+    q, r = discrete_outcomes(ref_probs, rewards)
     extra = {k: as_float_tensor(v).to(torch.float64) for k, v in (values or {}).items()}
     for name, v in extra.items():
         check_same_shape(v, r, (name, "rewards"))

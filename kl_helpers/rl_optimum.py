@@ -13,7 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import (
+    as_float_tensor,
+    check_same_shape,
+    discrete_outcomes,
+)
 
 
 def _check_beta(beta: float) -> float:
@@ -34,14 +38,7 @@ def optimum_summary(
     π_ref (KL 0). Also returns ``max_weight``, the largest probability under π*.
     """
     beta = _check_beta(beta)
-    q = as_float_tensor(ref_probs).to(torch.float64)
-    r = as_float_tensor(rewards).to(torch.float64)
-    check_same_shape(r, q, ("rewards", "ref_probs"))
-    if q.ndim != 1 or q.numel() == 0:
-        raise ValueError(f"ref_probs must be 1-D and non-empty, got shape {tuple(q.shape)}")
-    check_probabilities(q, "ref_probs")
-    if not torch.isfinite(r).all():
-        raise ValueError("rewards must be finite")
+    q, r = discrete_outcomes(ref_probs, rewards)
     extra = {k: as_float_tensor(v).to(torch.float64) for k, v in (values or {}).items()}
     for name, v in extra.items():
         check_same_shape(v, r, (name, "rewards"))
