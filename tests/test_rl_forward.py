@@ -15,7 +15,7 @@ from kl_helpers.rl_forward import reference_logits, response_kl, response_logits
 from kl_helpers.rl_loop import add_lora
 from kl_helpers.sampling import sample_tokens
 from tests.test_rl_loop import CONFIG, EOS, PAD, tiny_llama
-from tests.test_sampling import V, check_follows
+from tests.test_sampling import V, check_follows, generate_with_our_draw
 
 G = 3
 # two left-padded prompts of different lengths (3 and 6 real tokens)
@@ -164,19 +164,18 @@ def test_shared_sampler_follows_pi_for_each_left_padded_prompt(length):
     check_follows(out[N:], chain_rule_probs(model, torch.tensor([4]), length))
 
 
-def test_shared_sampler_draws_generates_tokens_for_the_repeated_prompts():
+def test_shared_sampler_draws_generates_tokens_for_the_repeated_prompts(monkeypatch):
     """Same seed, same tokens as ``generate`` on the prompts repeated G times (rows
     prompt-major), with left padding and EOS: the cache is repeated in the right order."""
     torch.set_num_threads(1)
     model = llm.build_tiny_causal_lm(vocab_size=V, seed=1, hidden=16)
     kwargs = {"max_new_tokens": 8, "pad_token_id": 7, "eos_token_id": 6}
     torch.manual_seed(11)
-    with torch.no_grad():
-        expected = model.generate(
-            input_ids=LEFT_PADDED.repeat_interleave(5, 0),
-            attention_mask=LEFT_MASK.repeat_interleave(5, 0), do_sample=True, top_k=0, top_p=1.0,
-            **kwargs,
-        )[:, 3:]  # fmt: skip
+    expected = generate_with_our_draw(
+        model, monkeypatch, input_ids=LEFT_PADDED.repeat_interleave(5, 0),
+        attention_mask=LEFT_MASK.repeat_interleave(5, 0), do_sample=True, top_k=0, top_p=1.0,
+        **kwargs,
+    )[:, 3:]  # fmt: skip
     torch.manual_seed(11)
     got = sample_tokens(model, LEFT_PADDED, LEFT_MASK, num_generations=5, **kwargs)
     assert torch.equal(got, expected) and (got == 6).any()

@@ -1,7 +1,8 @@
 """Tests of kl_helpers.sampling and the two paths that use it (``rl_loop.sample_responses``,
 ``llm.sample``): the samples follow π = softmax(logits / T) exactly, by enumeration on a tiny Llama
 (vocabulary 8), whatever the checkpoint's ``generation_config`` says; and on a clean config they
-are ``generate``'s samples, token for token, for the same seed."""
+are ``generate``'s samples, token for token, for the same seed once ``generate``'s
+``torch.multinomial`` is replaced by our draw (:func:`generate_with_our_draw`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from kl_helpers import llm
 from kl_helpers.rl import RLConfig
 from kl_helpers.rl_loop import sample_responses
-from kl_helpers.sampling import sample_tokens
+from kl_helpers.sampling import draw_tokens, sample_tokens
 
 V = 8
 PROMPT = torch.tensor([[0, 3, 5]])
@@ -27,6 +28,20 @@ def tiny_model() -> torch.nn.Module:
     with torch.no_grad():
         model.lm_head.weight.mul_(0.25)
     return model
+
+
+def generate_with_our_draw(model, monkeypatch, **kwargs) -> torch.Tensor:
+    """``model.generate(**kwargs)`` with the one random step of its sampling,
+    ``torch.multinomial(probs, num_samples=1)``, replaced by :func:`draw_tokens`: everything else
+    (logits, positions, cache, EOS and padding) is ``generate``'s own."""
+
+    def multinomial(probs, num_samples=1, **_):
+        assert num_samples == 1
+        return draw_tokens(probs)[:, None]
+
+    with monkeypatch.context() as patch, torch.no_grad():
+        patch.setattr(torch, "multinomial", multinomial)
+        return model.generate(**kwargs)
 
 
 def exact_probs(model, prefixes: torch.Tensor, temperature: float = 1.0, ban=None):
@@ -142,23 +157,25 @@ def test_the_check_detects_a_wrong_distribution():
 @pytest.mark.parametrize(
     ("temperature", "min_new", "use_cache"), [(1.0, 0, True), (0.7, 3, True), (1.3, 0, False)]
 )
-def test_same_tokens_as_generate_on_a_clean_config(temperature, min_new, use_cache):
+def test_same_tokens_as_generate_on_a_clean_config(temperature, min_new, use_cache, monkeypatch):
     torch.set_num_threads(1)
     model = llm.build_tiny_causal_lm(vocab_size=V, seed=1, hidden=16)
     ids = torch.tensor([[5, 5, 0, 3, 4], [0, 1, 2, 3, 4], [5, 5, 5, 0, 2], [7, 0, 1, 1, 1]])
     mask = (torch.arange(5) >= torch.tensor([[2], [0], [3], [1]])).long()  # left padding
     kwargs = {"max_new_tokens": 8, "min_new_tokens": min_new, "pad_token_id": 7,
               "eos_token_id": 6, "use_cache": use_cache}  # fmt: skip
-    torch.manual_seed(11)
-    with torch.no_grad():
-        expected = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
-            top_p=1.0, **kwargs,
+    ended = False
+    for seed in range(12):  # several seeds, so that some row ends with EOS and is padded
+        torch.manual_seed(seed)
+        expected = generate_with_our_draw(
+            model, monkeypatch, input_ids=ids, attention_mask=mask, do_sample=True,
+            temperature=temperature, top_k=0, top_p=1.0, **kwargs,
         )[:, ids.shape[1] :]  # fmt: skip
-    torch.manual_seed(11)
-    got = sample_tokens(model, ids, mask, temperature=temperature, **kwargs)
-    assert torch.equal(got, expected)
-    assert (got == 6).any() or min_new  # the EOS/pad path is exercised
+        torch.manual_seed(seed)
+        got = sample_tokens(model, ids, mask, temperature=temperature, **kwargs)
+        assert torch.equal(got, expected)
+        ended |= bool((got == 6).any())
+    assert ended or min_new  # the EOS/pad path is exercised
 
 
 def test_eos_pads_min_new_tokens_mode_and_no_gradient():
@@ -189,7 +206,7 @@ def test_bad_input_is_refused():
         sample_tokens(model, PROMPT, max_new_tokens=1, temperature=0.0)
 
 
-def test_same_tokens_as_generate_on_a_lora_policy():
+def test_same_tokens_as_generate_on_a_lora_policy(monkeypatch):
     """The RL path samples from a peft-wrapped policy: same tokens as its generate, too."""
     from kl_helpers.rl_loop import add_lora
 
@@ -203,11 +220,10 @@ def test_same_tokens_as_generate_on_a_lora_policy():
     ids, mask = torch.tensor([[0, 0, 3, 4], [1, 2, 3, 4]]), torch.tensor([[0, 0, 1, 1], [1] * 4])
     kwargs = {"max_new_tokens": 6, "pad_token_id": 7, "eos_token_id": 6}
     torch.manual_seed(5)
-    with torch.no_grad():
-        expected = policy.generate(
-            input_ids=ids, attention_mask=mask, do_sample=True, temperature=0.9, top_k=0,
-            top_p=1.0, **kwargs,
-        )[:, 4:]  # fmt: skip
+    expected = generate_with_our_draw(
+        policy, monkeypatch, input_ids=ids, attention_mask=mask, do_sample=True,
+        temperature=0.9, top_k=0, top_p=1.0, **kwargs,
+    )[:, 4:]  # fmt: skip
     torch.manual_seed(5)
     assert torch.equal(sample_tokens(policy, ids, mask, temperature=0.9, **kwargs), expected)
 
@@ -248,3 +264,37 @@ def test_the_kv_cache_is_passed_under_the_name_the_forward_takes():
     torch.manual_seed(3)
     cached = sample_tokens(OlderCacheName(model), ids, max_new_tokens=6, use_cache=True)
     assert torch.equal(cached, naive)
+
+
+def test_draw_tokens_is_the_inverse_cdf_of_a_naive_float64_loop():
+    """Same uniforms, same indices as a Python loop over the cumulative sum; zero-probability
+    tokens (also the last one, also after rounding) are never drawn; unnormalised rows are fine."""
+    probs = torch.tensor(
+        [[0.0, 0.2, 0.0, 0.5, 0.3, 0.0], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0] * 5 + [3.0],
+         [0.1, 0.1, 0.1, 0.1, 0.1, 0.0]]
+    )  # fmt: skip
+    for seed in range(200):
+        torch.manual_seed(seed)
+        got = draw_tokens(probs)
+        torch.manual_seed(seed)
+        uniforms = torch.rand(probs.shape[0], 1, dtype=torch.float64)[:, 0].tolist()
+        for row, u, index in zip(probs.double().tolist(), uniforms, got.tolist()):
+            total, running = sum(row), 0.0
+            for k, p in enumerate(row):
+                running += p
+                if running > u * total:
+                    break
+            assert index == k and row[index] > 0
+
+
+def test_draw_tokens_follows_a_distribution_and_refuses_bad_rows():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(V, dtype=torch.float64), 0)
+    draws = draw_tokens(probs.float().expand(N, -1))
+    check_follows(draws[:, None], probs)
+    with pytest.raises(ValueError, match=r"\(8,\)"):
+        draw_tokens(probs)
+    with pytest.raises(ValueError, match="positive total"):
+        draw_tokens(torch.zeros(2, V))
+    with pytest.raises(ValueError, match="positive total"):
+        draw_tokens(torch.full((1, V), torch.nan))
