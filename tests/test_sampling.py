@@ -278,13 +278,13 @@ def test_draw_tokens_is_the_inverse_cdf_of_a_naive_float64_loop():
         got = draw_tokens(probs)
         torch.manual_seed(seed)
         uniforms = torch.rand(probs.shape[0], 1, dtype=torch.float64)[:, 0].tolist()
-        for row, u, index in zip(probs.double().tolist(), uniforms, got.tolist()):
-            total, running = sum(row), 0.0
+        for row, u, index in zip(probs.double().tolist(), uniforms, got.tolist(), strict=True):
+            running, first = 0.0, None
             for k, p in enumerate(row):
                 running += p
-                if running > u * total:
-                    break
-            assert index == k and row[index] > 0
+                if first is None and running > u * sum(row):
+                    first = k
+            assert index == first and row[index] > 0
 
 
 def test_draw_tokens_follows_a_distribution_and_refuses_bad_rows():
