@@ -16,7 +16,7 @@ import torch
 from kl_helpers._validate import check_same_shape
 from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
-from kl_helpers.sampling import _cache_argument, _forward_parameters, shared_prefill
+from kl_helpers.sampling import cache_argument, forward_parameters, shared_prefill
 from kl_helpers.token_kl import token_log_probs
 
 
@@ -54,7 +54,7 @@ def _full_logits(model, prompt_ids, prompt_mask, responses, resp_mask):
 def _shared_logits(model, prompt_ids, prompt_mask, responses, resp_mask, generations: int):
     """Logits (P·G, T, V) predicting each response token, each prompt run once: the prompt's last
     position predicts token 0; response tokens 0..T−2, after the repeated cache, predict 1..T−1."""
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
     first, cache, mask = shared_prefill(model, prompt_ids, prompt_mask, generations, **extra)
     if responses.shape[1] == 1:
         return first[:, None]
@@ -62,7 +62,7 @@ def _shared_logits(model, prompt_ids, prompt_mask, responses, resp_mask, generat
     positions = (attn.cumsum(dim=1) - 1).clamp(min=0)[:, prompt_ids.shape[1] :]
     rest = model(
         input_ids=responses[:, :-1], attention_mask=attn, position_ids=positions,
-        use_cache=True, **{_cache_argument(model): cache},
+        use_cache=True, **{cache_argument(model): cache},
     )  # fmt: skip
     return torch.cat([first[:, None], rest.logits], dim=1)
 

@@ -68,6 +68,10 @@ class RLHFPlan:
     short_ns: tuple[int, ...] = (1, 2, 4, 8, 16, 64, 256)  # Best-of-N sizes for one-word answers
     optimum_betas: tuple[float, ...] = tuple(float(b) for b in torch.logspace(1, -2, 25))
     seed: int = 0
+    # seeds of every β-sweep point and of the placement comparison: seed, seed + 1, ... (one
+    # seed's evaluation error says nothing of how far another seed's run lands; claims that
+    # compare runs use the spread over these seeds). The long β = 0 trace runs at ``seed`` only.
+    sweep_seeds: int = 3
 
     def __post_init__(self) -> None:
         from kl_helpers.edits import check_betas, check_seed
@@ -120,15 +124,29 @@ class RLHFPlan:
         if not self.optimum_betas or min(self.optimum_betas) <= 0:
             raise ValueError(f"optimum_betas must be > 0, got {self.optimum_betas}")
         check_seed(self.seed, "seed")
+        if (
+            isinstance(self.sweep_seeds, bool)
+            or not isinstance(self.sweep_seeds, int)
+            or self.sweep_seeds < 1
+        ):
+            raise ValueError(f"sweep_seeds must be an integer >= 1, got {self.sweep_seeds!r}")
 
     def replace(self, **changes) -> RLHFPlan:
         """A copy with some fields changed (the notebook's edit cell uses it)."""
         return dataclasses.replace(self, **changes)
 
-    def run_config(self, beta: float, kl_estimator: str = "k1_reward") -> RLConfig:
-        """The RLConfig of one run: β = 0 runs ``hack_steps``, the others ``sweep_steps``."""
-        steps = self.hack_steps if beta == 0 else self.sweep_steps
-        return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=self.seed)
+    def seeds(self) -> tuple[int, ...]:
+        """The sweep's seeds: ``seed``, ``seed + 1``, ... (``sweep_seeds`` of them)."""
+        return tuple(self.seed + i for i in range(self.sweep_seeds))
+
+    def run_config(
+        self, beta: float, kl_estimator: str = "k1_reward", seed: int | None = None
+    ) -> RLConfig:
+        """The RLConfig of one run (``seed`` default: the plan's): β = 0 at the plan's seed runs
+        ``hack_steps`` (the long trace), every other run ``sweep_steps``."""
+        seed = self.seed if seed is None else seed
+        steps = self.hack_steps if beta == 0 and seed == self.seed else self.sweep_steps
+        return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=seed)
 
     def short_prompts(self) -> tuple[str, ...]:
         """``short_prompt`` for each held-out prompt's item (one-word answers)."""
@@ -158,6 +176,7 @@ QUICK = RLHFPlan(
     bon_pool=8,
     short_top_p=0.9,
     optimum_betas=(10.0, 1.0, 0.1, 0.01),
+    sweep_seeds=2,
 )
 
 
@@ -201,6 +220,27 @@ def mean_and_se(values) -> tuple[float, float]:
         raise ValueError("need at least one value")
     se = float(v.std() / v.numel() ** 0.5) if v.numel() > 1 else 0.0
     return float(v.mean()), se
+
+
+def seed_mean(evals: Sequence[dict], keys: Sequence[str]) -> dict[str, float]:
+    """Per key, the mean over seeds of per-seed evaluations (one dict per seed) and, as
+    ``"<key>_se"``, its standard error over the seeds (std/√n; 0 for one seed): the band of a
+    point that other seeds would move. Also ``"n_seeds"``. ValueError if ``evals`` is empty."""
+    if not evals:
+        raise ValueError("need the evaluation of at least one seed")
+    out: dict[str, float] = {"n_seeds": len(evals)}
+    for key in keys:
+        out[key], out[f"{key}_se"] = mean_and_se([e[key] for e in evals])
+    return out
+
+
+def seed_difference(a: Sequence[dict], b: Sequence[dict], key: str) -> tuple[float, float]:
+    """Mean over seeds of ``a[i][key] − b[i][key]`` for runs paired by seed (same LoRA start,
+    prompt order and sampling seeds; the i-th of each list is the same seed) and its standard
+    error over the seeds. ValueError if the lists differ in length or are empty."""
+    if len(a) != len(b):
+        raise ValueError(f"paired by seed: got {len(a)} and {len(b)} evaluations")
+    return mean_and_se([x[key] - y[key] for x, y in zip(a, b, strict=True)])
 
 
 def pool_baseline(pool: Sequence[dict]) -> dict[str, float]:

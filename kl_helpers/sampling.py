@@ -25,16 +25,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _forward_parameters(model: torch.nn.Module) -> set[str]:
+def forward_parameters(model: torch.nn.Module) -> set[str]:
+    """Names of the arguments ``model``'s (or, for a peft model, its base model's) forward takes."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return set(inspect.signature(base.forward).parameters)
 
 
-def _cache_argument(model: torch.nn.Module) -> str:
+def cache_argument(model: torch.nn.Module) -> str:
     """The forward's KV-cache argument: ``cache`` (transformers 5.2x; ``past_key_values`` is
     deprecated there) or ``past_key_values`` (earlier versions, e.g. Colab's 5.15, which would
     silently swallow an unknown ``cache=`` keyword and sample without the prompt)."""
-    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
 
 
 def _returned_cache(out) -> object:
@@ -161,8 +162,8 @@ def sample_tokens(
     device = model_device(model)
     ids = input_ids.to(device)
     mask = attention_mask.to(device=device, dtype=torch.long)
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in _forward_parameters(model) else {}
-    cache_argument = _cache_argument(model)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
+    cache_name = cache_argument(model)
     if not use_cache:
         ids, mask = (t.repeat_interleave(num_generations, dim=0) for t in (ids, mask))
     new: list[torch.Tensor] = []
@@ -172,7 +173,7 @@ def sample_tokens(
         with torch.no_grad():
             if use_cache:
                 last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
-                extra[cache_argument] = cache
+                extra[cache_name] = cache
             else:
                 last = _full_forward(model, ids, mask, extra)
             # generate's position ids: counted over real tokens, 0 on left padding

@@ -3,6 +3,7 @@ tiny causal LM and character tokenizer of test_rl_loop."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from kl_helpers.reward import RECIPES
@@ -20,6 +21,8 @@ from kl_helpers.rl_plan import (
     reference_pool,
     reward_config,
     rlhf_plan,
+    seed_difference,
+    seed_mean,
 )
 from tests.test_rl_loop import CONFIG, CharTokenizer, a_reward, tiny_llama
 from tests.test_rl_loop import PROMPTS as TINY_PROMPTS
@@ -46,6 +49,35 @@ def test_run_config_gives_beta_zero_the_long_run():
     k3 = plan.run_config(0.1, "k3_loss")
     assert k3.steps == plan.sweep_steps and k3.beta == 0.1 and k3.kl_estimator == "k3_loss"
     assert plan.eval_config().num_generations == plan.eval_generations
+
+
+def test_sweep_seeds_pair_runs_and_only_the_plans_seed_runs_long():
+    plan = RLHFPlan(seed=4, sweep_seeds=3)
+    assert plan.seeds() == (4, 5, 6)
+    assert plan.run_config(0.0).steps == plan.hack_steps and plan.run_config(0.0).seed == 4
+    other = plan.run_config(0.0, seed=5)
+    assert other.steps == plan.sweep_steps and other.seed == 5 and other.beta == 0.0
+    assert plan.run_config(0.3, "k3_loss", seed=6).seed == 6
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="sweep_seeds"):
+            RLHFPlan(sweep_seeds=bad)
+
+
+def test_seed_mean_and_seed_difference_against_numpy():
+    a = [{"kl": 3.0, "reward": 1.0}, {"kl": 5.0, "reward": -1.0}, {"kl": 10.0, "reward": 0.5}]
+    b = [{"kl": 1.0, "reward": 0.0}, {"kl": 4.0, "reward": 0.0}, {"kl": 2.0, "reward": 0.0}]
+    out = seed_mean(a, ["kl", "reward"])
+    kl = np.array([3.0, 5.0, 10.0])
+    assert out["n_seeds"] == 3 and out["kl"] == pytest.approx(kl.mean())
+    assert out["kl_se"] == pytest.approx(kl.std(ddof=1) / np.sqrt(3))
+    d = np.array([2.0, 1.0, 8.0])
+    mean, se = seed_difference(a, b, "kl")
+    assert mean == pytest.approx(d.mean()) and se == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert seed_mean(a[:1], ["kl"])["kl_se"] == 0.0
+    with pytest.raises(ValueError, match="paired"):
+        seed_difference(a, b[:2], "kl")
+    with pytest.raises(ValueError, match="at least one"):
+        seed_mean([], ["kl"])
 
 
 def test_reward_config_overrides_only_the_epochs():
