@@ -78,12 +78,15 @@ def draw_tokens(probs: torch.Tensor) -> torch.Tensor:
 
     Inverse CDF: one uniform u per row from torch's default generator on that device (seed with
     ``torch.manual_seed``), the first index whose float64 cumulative sum exceeds u × the row's
-    total. Exact up to float64 rounding of the cumulative sum (≈ 1e-16 per token); a token of
+    total (on Apple's ``mps``, which has no float64, the draw runs on the CPU with the CPU's
+    generator). Exact up to float64 rounding of the cumulative sum (≈ 1e-16 per token); a token of
     probability 0 is never drawn. Rows need not be normalised. ValueError unless ``probs`` is
     (B, V) with every row's total finite and > 0.
     """
     if probs.ndim != 2 or probs.shape[1] < 1:
         raise ValueError(f"probs must be (B, V) with V >= 1, got {tuple(probs.shape)}")
+    if probs.device.type == "mps":  # no float64 on Apple GPUs: draw on the CPU, return on mps
+        return draw_tokens(probs.cpu()).to(probs.device)
     cdf = probs.to(torch.float64).cumsum(dim=-1)
     total = cdf[:, -1:]
     if (~torch.isfinite(total) | (total <= 0)).any():  # one check (one sync on a GPU)
