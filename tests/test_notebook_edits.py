@@ -28,8 +28,9 @@ CASES = {
         "08_forgetting.ipynb",
         {"BETAS": [1.0], "SEEDS": [1], "REPLAY_METHODS": ["forward", "reverse"]},
     ),
-    # 10 (quick mode, bundled SmolLM2): the suggested βs; the comparison β becomes their middle
-    "10-suggested": ("10_rlhf.ipynb", {"BETAS": [0.05, 2.0], "SEED": 1}),
+    # 10 (quick mode, bundled SmolLM2): the suggested βs (the comparison β becomes their middle),
+    # another seed, and one seed per sweep point (no spread over seeds to show)
+    "10-suggested": ("10_rlhf.ipynb", {"BETAS": [0.05, 2.0], "SEED": 1, "SWEEP_SEEDS": 1}),
 }
 
 
