@@ -40,6 +40,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kl_helpers tests benchmarks conftest.py
 	$(BIN)/ruff format --check kl_helpers tests benchmarks conftest.py
+	$(BIN)/lint-imports --no-cache  # the package's architecture contracts (pyproject.toml)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -2,7 +2,8 @@
 
 Article style = what the article's code does: every batch padded to 128 tokens, the frozen
 reference run on every step (for the KL runs), and torch's default AdamW (the for-loop
-implementation on CPU). Engine = kl_helpers.training defaults: dynamic padding, reference logits
+implementation on CPU). Engine = kl_helpers.engine.training defaults: dynamic padding, reference
+logits
 computed once per text, the fastest AdamW for the device (fused on CPU and GPU).
 
 Both protocols are the article's 11 runs (SFT; forward KL and reverse KL for β in
@@ -25,19 +26,14 @@ import time
 
 import torch
 
-from kl_helpers.config import ExperimentConfig, protocol_configs
+from kl_helpers.data.article import article_data
+from kl_helpers.encoding import encode, pad_batch
+from kl_helpers.engine.config import ExperimentConfig, protocol_configs
+from kl_helpers.engine.experiment import run_sweep
+from kl_helpers.engine.training import make_optimizer, train_step
 from kl_helpers.models import load_classifier, load_tokenizer, resolve_model
-from kl_helpers.runtime import setup_notebook
-from kl_helpers.training import (
-    article_data,
-    encode,
-    frozen_reference,
-    make_optimizer,
-    pad_batch,
-    predict_logits,
-    run_sweep,
-    train_step,
-)
+from kl_helpers.notebook.setup import setup_notebook
+from kl_helpers.reference import frozen_reference, predict_logits
 
 ARTICLE_STYLE = {"padding": "max_length", "cache_reference": False, "optimizer": "for_loop"}
 TARGET_RATIO = 5.5  # full protocol, engine vs article style

@@ -16,9 +16,10 @@ import time
 import pandas as pd
 import torch
 
-from kl_helpers import heldout, retention, reviews
-from kl_helpers.config import ExperimentConfig
-from kl_helpers.runtime import setup_notebook
+from kl_helpers.data import reviews
+from kl_helpers.engine.config import ExperimentConfig
+from kl_helpers.notebook.setup import setup_notebook
+from kl_helpers.studies import heldout, retention
 
 # name: (max_length, truncation side, epochs, lr, batch)
 CANDIDATES = {

@@ -4,10 +4,11 @@ Both steps do the same work on the same fixed batch (``--prompts`` prompts x ``-
 responses of exactly ``--tokens`` tokens: EOS is held back so every call samples the same length):
 sample, score the responses with the reward classifier, reference log-probs, one AdamW update.
 
-- RL step (``kl_helpers.rl_loop.rl_step``): LoRA adapters (r=8 on q/v) are the only trainable
-  weights, the sampler (``kl_helpers.sampling.sample_tokens``) reuses its KV cache, the reference
+- RL step (``kl_helpers.rl.loop.rl_step``): LoRA adapters (r=8 on q/v) are the only trainable
+  weights, the sampler (``kl_helpers.llm.sampling.sample_tokens``) reuses its KV cache, the
+  reference
   is the same network with the adapters disabled, under ``no_grad``; each prompt is run once per
-  phase and its cache shared by its responses (``kl_helpers.rl_forward``).
+  phase and its cache shared by its responses (``kl_helpers.rl.forward``).
 - Naive step: full fine-tuning (every weight in AdamW), a deep-copied frozen reference, and the
   sampler with ``use_cache=False``, which re-runs the whole prefix for every new token (as
   ``generate(use_cache=False)`` did before the sampler replaced ``generate``). Its two forwards
@@ -30,12 +31,13 @@ import time
 
 import torch
 
-from kl_helpers import llm, models
+from kl_helpers import models
+from kl_helpers.llm import model as llm
+from kl_helpers.notebook.setup import setup_notebook
 from kl_helpers.reference import make_reference
-from kl_helpers.reward import RewardModel
-from kl_helpers.rl import RLConfig
-from kl_helpers.rl_loop import add_lora, rl_step
-from kl_helpers.runtime import setup_notebook
+from kl_helpers.rl.loop import add_lora, rl_step
+from kl_helpers.rl.loss import RLConfig
+from kl_helpers.rl.reward import RewardModel
 
 TARGET_RATIO = 3.0  # RL step vs naive step, same batch and length
 PROMPTS = (

@@ -1,7 +1,8 @@
-"""Our RLHF step (``kl_helpers.rl_loop.rl_step``) against TRL's ``RLOOTrainer`` on the same update,
+"""Our RLHF step (``kl_helpers.rl.loop.rl_step``) against TRL's ``RLOOTrainer`` on the same update,
 side by side in one process: which is faster, and where our step's time goes.
 
-Both sides: SmolLM2-135M-Instruct from the bundled GGUF (``kl_helpers.llm``), fp32, LoRA r = 8 on
+Both sides: SmolLM2-135M-Instruct from the bundled GGUF (``kl_helpers.llm.model``), fp32, LoRA r =
+8 on
 q_proj/v_proj (α 16, no dropout), 2 prompts x 4 responses of exactly ``--tokens`` tokens (EOS held
 back), β = 0.05 on the k1 KL in the reward (RLOO), lr 1e-5, gradient clipping 1.0, the reference
 = the same network with its adapters disabled, the reward = the bundled MiniLM classifier with an
@@ -27,10 +28,12 @@ from contextlib import contextmanager
 
 import torch
 
-from kl_helpers import llm, models, rl_loop
-from kl_helpers.reward import RewardModel
-from kl_helpers.rl import RLConfig
-from kl_helpers.runtime import setup_notebook
+from kl_helpers import models
+from kl_helpers.llm import model as llm
+from kl_helpers.notebook.setup import setup_notebook
+from kl_helpers.rl import loop as rl_loop
+from kl_helpers.rl.loss import RLConfig
+from kl_helpers.rl.reward import RewardModel
 
 TARGET_RATIO = 2.0  # TRL's step time / ours
 PROMPTS = (

@@ -89,13 +89,6 @@ class TextData:
         )
 
 
-def article_data(split_seed: int = 42) -> TextData:
-    """The article's nine sentences, split 7 train / 2 test with ``split_seed``."""
-    from kl_helpers.data import LABEL_NAMES, article_split
-
-    return TextData.from_split(article_split(seed=split_seed), LABEL_NAMES)
-
-
 @dataclass(frozen=True)
 class Encoded:
     """Texts tokenised once, unpadded: one 1-D id tensor per text, plus labels ``(N,)``."""

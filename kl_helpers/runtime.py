@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import random
 import warnings
 from dataclasses import dataclass
@@ -91,26 +90,6 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
 
 
-def setup_notebook(
-    seed: int = 0, threads: int | None = None, device: str | None = None, plot_style: bool = True
-) -> RuntimeInfo:
-    """Quiet logs, fix threads, seed, pick the device, style plots; return the choices."""
-    quiet_libraries()
-    if plot_style:
-        from kl_helpers.plotting import use_style
-
-        use_style()
-    n = set_cpu_threads(threads)
-    seed_everything(seed)
-    return RuntimeInfo(
-        device=pick_device(device),
-        seed=seed,
-        threads=n,
-        python=platform.python_version(),
-        torch=torch.__version__,
-    )
-
-
 def in_colab() -> bool:
     """True inside Google Colab."""
     try:
@@ -118,3 +97,31 @@ def in_colab() -> bool:
     except ImportError:
         return False
     return True
+
+
+QUICK_ENV = "KL_QUICK"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+_FALSE = {"0", "false", "no", "off"}
+
+
+def quick_mode(environ: dict[str, str] | None = None) -> bool:
+    """True when $KL_QUICK says so, else when $CI is set to a true value (CI=true in CI)."""
+    env = os.environ if environ is None else environ
+    quick = env.get(QUICK_ENV, "").strip().lower()
+    if quick in _TRUE:
+        return True
+    if quick in _FALSE:
+        return False
+    return env.get("CI", "").strip().lower() in _TRUE
+
+
+NO_PROGRESS_ENVS = ("CI", "KL_NO_PROGRESS")  # any of these set (non-empty) hides progress bars
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Progress bars on unless ``progress`` is False or $CI / $KL_NO_PROGRESS is set."""
+    if progress is not None:
+        return progress
+    return not any(os.environ.get(name) for name in NO_PROGRESS_ENVS)

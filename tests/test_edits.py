@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from kl_helpers import beta_sweep
-from kl_helpers.config import ARTICLE_BETAS
 from kl_helpers.edits import (
     check_betas,
     check_seed,
@@ -14,6 +12,8 @@ from kl_helpers.edits import (
     same_betas,
     shown_beta,
 )
+from kl_helpers.engine.config import ARTICLE_BETAS
+from kl_helpers.studies import beta_sweep
 
 
 def test_betas_are_sorted_floats():

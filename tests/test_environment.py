@@ -106,5 +106,5 @@ def test_every_install_path_installs_the_no_deps_wheels():
     assert "python -m kl_helpers.assets" in (ROOT / "README.md").read_text()
     assert "python -m kl_helpers.assets" in (ROOT / "environment.yml").read_text()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        # only what that notebook needs (tests/test_notebooks_setup.py checks the whole cell)
+        # only what that notebook needs (tests/notebook/test_setup.py checks the whole cell)
         assert "install_notebook_assets(" in notebook.read_text(), notebook.name

@@ -28,7 +28,9 @@ CASES = [
     "10_rlhf",
     "11_trainer",
 ]
-GATED = CASES[:5]  # notebooks with claims about their saved run (kl_helpers.claims.SAVED_RUNS)
+GATED = CASES[
+    :5
+]  # notebooks with claims about their saved run (kl_helpers.notebook.claims.SAVED_RUNS)
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ def rl_inputs():
 
 @pytest.mark.parametrize("arch", ("llama", "gpt2"))
 def test_rl_loop_reference_logits_of_a_train_mode_ref_model(arch):
-    from kl_helpers.rl_loop import reference_logits, response_logits
+    from kl_helpers.rl.forward import reference_logits, response_logits
 
     ref_model = build(arch, seed=1)
     with torch.no_grad():
@@ -160,7 +160,7 @@ def test_rl_loop_reference_logits_of_a_train_mode_ref_model(arch):
 
 
 def test_engine_train_step_runs_a_train_mode_reference_in_eval_mode():
-    from kl_helpers.training import train_step
+    from kl_helpers.engine.training import train_step
 
     reference = build("bert", seed=1)
     want = eval_logits(reference)
@@ -189,8 +189,8 @@ def test_kltrainer_disable_dropout_and_its_reference_are_eval_equal(tmp_path, ar
     from datasets import Dataset
     from transformers import default_data_collator
 
-    from kl_helpers.trainer import KLTrainer
-    from tests.trainer_args import train_args
+    from kl_helpers.trainer.kl_trainer import KLTrainer
+    from tests.trainer.trainer_args import train_args
 
     model = build(arch)
     want = eval_logits(model)
@@ -209,7 +209,7 @@ def test_kltrainer_disable_dropout_and_its_reference_are_eval_equal(tmp_path, ar
 
 
 def test_truncated_tree_runs_a_train_mode_ref_model_in_eval_mode():
-    from kl_helpers.llm import truncated_tree
+    from kl_helpers.llm.model import truncated_tree
 
     policy, ref_model = build("llama", seed=0), build("llama", seed=1)
     want = truncated_tree(
@@ -228,8 +228,8 @@ def test_kltrainer_disable_dropout_reaches_the_lora_adapters(tmp_path):
     from datasets import Dataset
     from transformers import default_data_collator
 
-    from kl_helpers.trainer import KLTrainer
-    from tests.trainer_args import train_args
+    from kl_helpers.trainer.kl_trainer import KLTrainer
+    from tests.trainer.trainer_args import train_args
 
     labels = IDS.masked_fill(MASK == 0, -100)
     data = Dataset.from_dict({"input_ids": IDS, "attention_mask": MASK, "labels": labels})

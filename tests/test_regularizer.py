@@ -229,9 +229,9 @@ def _naive64_js(p_logits, q_logits, w):
 def _exact_paths():
     """Every exact KL/JS path as f(policy (R, V), ref (R, V)) -> (R,), with its float64 twin."""
     from kl_helpers.divergences import kl_from_logits
+    from kl_helpers.llm.token_kl import estimator_moments, exact_token_kl
     from kl_helpers.regularizer import generalised_js_from_logits
-    from kl_helpers.rl_loop import response_kl
-    from kl_helpers.token_kl import estimator_moments, exact_token_kl
+    from kl_helpers.rl.forward import response_kl
 
     ones = lambda x: torch.ones(x.shape[0], 1, dtype=torch.bool)  # noqa: E731
     return {

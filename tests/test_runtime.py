@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kl_helpers.runtime import pick_device, seed_everything, set_cpu_threads, setup_notebook
+from kl_helpers.notebook.setup import setup_notebook
+from kl_helpers.runtime import pick_device, seed_everything, set_cpu_threads
 
 
 def test_env_var_forces_device(monkeypatch):

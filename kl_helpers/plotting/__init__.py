@@ -1,7 +1,11 @@
 """Plot helpers by topic; each takes ``ax=None``, draws, and returns the Axes.
 
 Nothing is changed at import time; :func:`use_style` applies the series' look when called
-(``kl_helpers.runtime.setup_notebook`` calls it).
+(``kl_helpers.notebook.setup.setup_notebook`` calls it).
+
+- ``gaussians`` (01, 02), ``fitting`` (03), ``family`` (04), ``optimization`` (05)
+- ``experiment`` (06), ``beta`` (07), ``retention`` (08), ``token_kl`` (09), ``rl`` (10),
+  ``trainer`` (11)
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from kl_helpers import optima
-from kl_helpers.metrics import ReliabilityBins
 from kl_helpers.plotting import COLORS, get_ax
+from kl_helpers.studies.metrics import ReliabilityBins
+from kl_helpers.theory import optima
 
 METHOD_STYLE = {  # colour and line style of each regulariser across notebook 07's figures
     "forward": {"color": "#2e6fbf", "linestyle": "-", "label": "forward KL(r‖π)"},
@@ -192,7 +192,7 @@ def plot_tradeoff(
     """Each (method, β) as a point (x, y) with its β written beside it; frontier points ringed.
 
     ``points`` has columns ``method``, ``beta``, ``x``, ``y`` and a boolean ``frontier``
-    (see ``kl_helpers.beta_sweep.pareto_frontier``); the frontier is joined by a grey line.
+    (see ``kl_helpers.studies.beta_sweep.pareto_frontier``); the frontier is joined by a grey line.
     """
     ax = get_ax(ax)
     for method, rows in points.groupby("method", sort=True):

@@ -1,5 +1,5 @@
 """Figures for notebook 06: loss histories (the article's Figure D) and predicted class
-distributions (its Figure E), drawn from ``kl_helpers.results.RunResult`` objects."""
+distributions (its Figure E), drawn from ``kl_helpers.engine.results.RunResult`` objects."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from matplotlib.axes import Axes
 
 from kl_helpers.divergences import entropy
+from kl_helpers.engine.results import RunResult
 from kl_helpers.plotting import COLORS, get_ax
-from kl_helpers.results import RunResult
 
 # Roles in the class-distribution figure: the frozen reference, plain SFT, and one KL run each.
 ROLE_COLORS = {

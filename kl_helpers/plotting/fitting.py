@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-from kl_helpers.mixtures import GaussianMixture, normal_log_pdf
+from kl_helpers.theory.mixtures import GaussianMixture, normal_log_pdf
 
 
 def plot_gaussian_fits(

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-from kl_helpers.gaussian import kl_normal, normal_pdf
 from kl_helpers.plotting import COLORS, get_ax
+from kl_helpers.theory.gaussian import kl_normal, normal_pdf
 
 
 def plot_pmf_pair(

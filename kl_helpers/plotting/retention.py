@@ -1,7 +1,8 @@
 """Figures for notebook 08 (does the KL penalty keep what the model knew?).
 
 Each helper takes ``ax=None``, draws, and returns the Axes. Inputs are the rows of
-``kl_helpers.retention.retention_table``: one per run, with ``fit_nll`` (the new task's
+``kl_helpers.studies.retention_scores.retention_table``: one per run, with ``fit_nll`` (the new
+task's
 training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` and ``kl_to_ref``
 (nats). Bars span the min–max over seeds, markers are seed means.
 """

@@ -1,0 +1,212 @@
+"""The one sampler: responses drawn exactly from π = softmax(logits / T), with a KV cache.
+
+``model.generate`` merges every field that the checkpoint's ``generation_config`` sets
+(``repetition_penalty``, ``min_p``, ``suppress_tokens``, ``top_k``, ``do_sample=False``...) into
+the sampling, so its samples are not from the π whose log-probs the KL estimators and the policy
+gradient use. :func:`sample_tokens` applies nothing it was not asked for: per step, the last
+position's logits in float32, EOS set to −inf before ``min_new_tokens``, division by T (only when
+T ≠ 1), softmax, then one draw per row by :func:`draw_tokens` (inverse CDF in float64: exact, and
+about 25× cheaper on a CPU than ``torch.multinomial``'s exponential race over a 49152-token
+vocabulary). Everything up to the draw is ``generate``'s op order, so ``generate`` with its
+``torch.multinomial`` replaced by :func:`draw_tokens` gives the same tokens for the same seed
+(tests/llm/test_sampling.py). Used by ``rl_loop.sample_responses`` and ``llm.sample``. Introduced
+in notebook 09.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (where the sampler's outputs live)."""
+    return next(model.parameters()).device
+
+
+def forward_parameters(model: torch.nn.Module) -> set[str]:
+    """Names of the arguments ``model``'s (or, for a peft model, its base model's) forward takes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return set(inspect.signature(base.forward).parameters)
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The forward's KV-cache argument: ``cache`` (transformers 5.2x; ``past_key_values`` is
+    deprecated there) or ``past_key_values`` (earlier versions, e.g. Colab's 5.15, which would
+    silently swallow an unknown ``cache=`` keyword and sample without the prompt)."""
+    return "cache" if "cache" in forward_parameters(model) else "past_key_values"
+
+
+def _returned_cache(out) -> object:
+    """The KV cache a forward returned, under either name; RuntimeError if there is none."""
+    for name in ("cache", "past_key_values"):
+        cache = getattr(out, name, None)
+        if cache is not None:
+            return cache
+    raise RuntimeError("the model returned no KV cache: sample with use_cache=False")
+
+
+def shared_prefill(model, input_ids, attention_mask, num_generations: int = 1, **kwargs):
+    """Run each left-padded prompt (P, L) ONCE and repeat its state for its ``num_generations``
+    (G) responses: returns (logits at each prompt's last position, (P·G, V), in the model's
+    dtype; the KV cache repeated G times along the batch, prompt-major; the mask (P·G, L)).
+
+    ``kwargs`` go to the forward (``logits_to_keep``...). Runs under whatever grad mode the
+    caller set: with gradient, the cache's keys and values stay in the graph (``repeat_interleave``
+    is differentiable), so LoRA weights that change them get their gradient through the
+    responses' attention to the prompt. Position ids are counted over real tokens (0 on padding).
+    RuntimeError if the model returns no cache.
+    """
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    mask = attention_mask.long()
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs
+    )
+    cache = _returned_cache(out)
+    if num_generations > 1:
+        cache.batch_repeat_interleave(num_generations)
+    last = out.logits[:, -1].repeat_interleave(num_generations, dim=0)
+    return last, cache, mask.repeat_interleave(num_generations, dim=0)
+
+
+def draw_tokens(probs: torch.Tensor) -> torch.Tensor:
+    """One index per row of ``probs`` (B, V), drawn from that row's distribution: (B,) long, on
+    ``probs``' device.
+
+    Inverse CDF: one uniform u per row from torch's default generator on that device (seed with
+    ``torch.manual_seed``), the first index whose float64 cumulative sum exceeds u × the row's
+    total (on Apple's ``mps``, which has no float64, the draw runs on the CPU with the CPU's
+    generator). Exact up to float64 rounding of the cumulative sum (≈ 1e-16 per token); a token of
+    probability 0 is never drawn. Rows need not be normalised. ValueError unless ``probs`` is
+    (B, V) with every row's total finite and > 0.
+    """
+    if probs.ndim != 2 or probs.shape[1] < 1:
+        raise ValueError(f"probs must be (B, V) with V >= 1, got {tuple(probs.shape)}")
+    if probs.device.type == "mps":  # no float64 on Apple GPUs: draw on the CPU, return on mps
+        return draw_tokens(probs.cpu()).to(probs.device)
+    cdf = probs.to(torch.float64).cumsum(dim=-1)
+    total = cdf[:, -1:]
+    if (~torch.isfinite(total) | (total <= 0)).any():  # one check (one sync on a GPU)
+        raise ValueError("every row of probs needs a finite, positive total")
+    u = torch.rand(total.shape, dtype=torch.float64, device=probs.device)
+    # u < 1, so u·total < total; the guard keeps rounding from reaching the end of the CDF
+    point = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, point, right=True).squeeze(1)
+
+
+def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos):
+    if input_ids.ndim != 2 or input_ids.shape[1] < 1:
+        raise ValueError(f"input_ids must be (B, L) with L >= 1, got {tuple(input_ids.shape)}")
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has shape "
+            f"{tuple(input_ids.shape)}"
+        )
+    if (attention_mask[:, -1] == 0).any():
+        raise ValueError("prompts must be left-padded: every row's last position must be real")
+    if max_new_tokens < 1 or not 0 <= min_new_tokens <= max_new_tokens:
+        raise ValueError(
+            f"need max_new_tokens >= 1 and 0 <= min_new_tokens <= max_new_tokens, got "
+            f"{max_new_tokens} and {min_new_tokens}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if eos is None and min_new_tokens:
+        raise ValueError("min_new_tokens needs an eos_token_id to forbid")
+
+
+def _full_forward(model, ids, mask, extra) -> torch.Tensor:
+    """Last-position logits (B, V) of a forward over the whole of ``ids``, no cache."""
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
+                **extra)  # fmt: skip
+    return out.logits[:, -1]
+
+
+def sample_tokens(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    min_new_tokens: int = 0,
+    use_cache: bool = True,
+    num_generations: int = 1,
+) -> torch.Tensor:
+    """New tokens (P·G, T ≤ ``max_new_tokens``) after left-padded prompts ``input_ids`` (P, L):
+    ``num_generations`` = G responses per prompt, rows prompt-major (as ``repeat_interleave``).
+
+    Each token is drawn from softmax(logits / ``temperature``) of ``model`` (seed with
+    ``torch.manual_seed`` before the call); ``model.generation_config`` is ignored. Positions
+    after a row's first ``eos_token_id`` hold ``pad_token_id`` (default: the EOS id); sampling
+    stops when every row has ended or after ``max_new_tokens``; EOS cannot be drawn in the first
+    ``min_new_tokens`` steps.
+    Position ids come from ``attention_mask`` (1 on real tokens; all ones if None).
+    With the cache each prompt is run once and its KV cache repeated G times
+    (:func:`shared_prefill`); ``use_cache=False`` repeats the prompts and re-runs the whole
+    sequence at every step (the naive baseline; same distribution). No gradient
+    (``no_grad``); ``model``'s train/eval mode is restored afterwards. The output is a
+    long tensor on the model's device. Raises ValueError on shapes or settings that make no
+    sense (names both shapes when the mask does not match the ids).
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    eos = eos_token_id
+    pad = eos_token_id if pad_token_id is None else pad_token_id  # generate's default
+    _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos)
+    if num_generations < 1:
+        raise ValueError(f"num_generations must be >= 1, got {num_generations}")
+    device = model_device(model)
+    ids = input_ids.to(device)
+    mask = attention_mask.to(device=device, dtype=torch.long)
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
+    cache_name = cache_argument(model)
+    if not use_cache:
+        ids, mask = (t.repeat_interleave(num_generations, dim=0) for t in (ids, mask))
+    new: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if use_cache:
+                last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
+                extra[cache_name] = cache
+            else:
+                last = _full_forward(model, ids, mask, extra)
+            # generate's position ids: counted over real tokens, 0 on left padding
+            position = mask.sum(-1, keepdim=True) - 1
+            unfinished = torch.ones(mask.shape[0], dtype=torch.bool, device=device)
+            for step in range(max_new_tokens):
+                logits = last.to(dtype=torch.float32, copy=True)
+                if eos is not None and step < min_new_tokens:
+                    logits[:, eos] = -torch.inf
+                if temperature != 1.0:
+                    logits = logits / temperature
+                probs = torch.softmax(logits, dim=-1)
+                token = draw_tokens(probs)
+                if eos is not None:
+                    token = torch.where(unfinished, token, torch.full_like(token, pad))
+                    unfinished = unfinished & (token != eos)
+                new.append(token)
+                if step + 1 == max_new_tokens or not unfinished.any():
+                    break
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                position = position + 1
+                if use_cache:
+                    out = model(
+                        input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                        use_cache=True, **extra,
+                    )  # fmt: skip
+                    last = out.logits[:, -1]
+                else:
+                    seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)
+                    last = _full_forward(model, seq, mask, extra)
+    finally:
+        model.train(was_training)
+    return torch.stack(new, dim=1)

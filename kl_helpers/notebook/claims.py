@@ -1,0 +1,151 @@
+"""A claim knows its run: which run a notebook's measured numbers came from, and whether this is it.
+
+A notebook asserts two kinds of claims. Claims that hold for any reasonable model (a theorem, a
+closed form, "KL = 0 at step 0") are asserted everywhere. Claims about numbers one run measured
+("forward KL at β = 0.5 fits all seven sentences", "gold rises by 1.9 nats") hold for that run:
+its model, device type, precision, plan (mode, grid, seeds) and seed. The saved outputs were made
+by one such run, recorded here per notebook in ``SAVED_RUNS``; a notebook builds the fingerprint
+of what it just ran with :func:`fingerprint` and asserts its saved-run claims only when
+:func:`compare` finds no difference, and otherwise lists them as skipped with the reason (in
+Colab: bert-base-uncased or the Hub's SmolLM2, on ``cuda``, perhaps in bf16). Introduced in
+notebook 06; used by 06 to 11.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kl_helpers.llm.model import SMOLLM2
+from kl_helpers.models import MINILM
+
+BUNDLED_LLM = f"{SMOLLM2} (Q4_1 GGUF)"  # llm.resolve_llm("bundled").name
+# Notebook 10's models: the policy, then the bases of its proxy and gold rewards (RewardModel.name).
+RLHF_MODELS = " + ".join(
+    [
+        BUNDLED_LLM,
+        f"reward-sentiment:{MINILM}|truncate-left",
+        f"reward-reviews:{MINILM}|truncate-left",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RunFingerprint:
+    """What made a run's numbers: model name, device type, precision and plan (with its seeds)."""
+
+    model: str  # ModelChoice.name / LLMChoice.name, e.g. "all-MiniLM-L6-v2"
+    device: str  # device type: "cpu", "cuda" or "mps"
+    precision: str  # "fp32", "bf16" or "fp16": the autocast dtype the run trained with
+    plan: str  # the notebook's plan, e.g. "full" or "article grid, seed 0"; "edited" otherwise
+
+    def describe(self) -> str:
+        """One line, e.g. ``all-MiniLM-L6-v2 on cpu, fp32, plan full``."""
+        return f"{self.model} on {self.device}, {self.precision}, plan {self.plan}"
+
+
+# The runs that produced the committed outputs (`make run` on a 2-core CPU, offline), and the quick
+# runs that `make test` checks them with where a notebook asserts claims about its quick plan too.
+SAVED_RUNS: dict[str, RunFingerprint] = {
+    "06_bert_experiment": RunFingerprint(MINILM, "cpu", "fp32", "article grid, seed 0"),
+    "07_beta_strength": RunFingerprint(MINILM, "cpu", "fp32", "full"),
+    "07_beta_strength (quick)": RunFingerprint(MINILM, "cpu", "fp32", "quick"),  # make test's
+    "08_forgetting": RunFingerprint(
+        MINILM, "cpu", "fp32", "full (reference: last 64 tokens, 3 epochs, lr 0.0001, batch 16)"
+    ),
+    "09_llm_token_kl": RunFingerprint(BUNDLED_LLM, "cpu", "fp32", "full"),
+    "10_rlhf": RunFingerprint(RLHF_MODELS, "cpu", "fp32", "full"),
+    "11_trainer": RunFingerprint(MINILM, "cpu", "fp32", "forward, β 0.5, 30 epochs, seed 0"),
+}
+
+_PRECISIONS = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def precision_name(dtype: torch.dtype | str | None) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for an autocast/parameter dtype (None = no autocast),
+    or a name already in that form; ValueError for anything else."""
+    if isinstance(dtype, str):
+        if dtype in _PRECISIONS.values():
+            return dtype
+        raise ValueError(f"precision must be one of fp32, bf16, fp16, got {dtype!r}")
+    if dtype not in _PRECISIONS:
+        raise ValueError(f"no precision name for dtype {dtype}")
+    return _PRECISIONS[dtype]
+
+
+def fingerprint(
+    model: str, device: torch.device | str, precision: torch.dtype | str | None, plan: str
+) -> RunFingerprint:
+    """The fingerprint of what ran: ``device`` reduced to its type (``cuda:0`` → ``cuda``)."""
+    return RunFingerprint(str(model), torch.device(device).type, precision_name(precision), plan)
+
+
+@dataclass(frozen=True)
+class SavedRunCheck:
+    """This run against the saved one: ``matches`` is True when every field is the same;
+    ``differences`` names each field that is not (``"model: X here, Y in the saved run"``)."""
+
+    run: RunFingerprint
+    saved: RunFingerprint
+    differences: tuple[str, ...]
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+    def __bool__(self) -> bool:
+        return self.matches
+
+    def skip_note(self, n_claims: int) -> str:
+        """Why ``n_claims`` saved-run claims were not asserted here (empty when they were)."""
+        if self.matches:
+            return ""
+        return (
+            f"skipped {n_claims} claim(s) measured on the saved run ({self.saved.describe()}): "
+            + "; ".join(self.differences)
+        )
+
+
+def compare(
+    notebook: str, run: RunFingerprint, fields: Sequence[str] | None = None
+) -> SavedRunCheck:
+    """``run`` against ``SAVED_RUNS[notebook]`` on ``fields`` (default: all of them; e.g. leave
+    ``plan`` out for claims that hold for the quick plan too). ValueError for a notebook with no
+    saved run or an unknown field name."""
+    if notebook not in SAVED_RUNS:
+        raise ValueError(f"no saved run for {notebook!r}; known: {sorted(SAVED_RUNS)}")
+    names = [f.name for f in dataclasses.fields(RunFingerprint)]
+    unknown = sorted(set(fields or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown fingerprint field(s) {unknown}; fields are {names}")
+    saved = SAVED_RUNS[notebook]
+    differences = tuple(
+        f"{name}: {getattr(run, name)} here, {getattr(saved, name)} in the saved run"
+        for name in names
+        if (fields is None or name in fields) and getattr(run, name) != getattr(saved, name)
+    )
+    return SavedRunCheck(run, saved, differences)
+
+
+def assert_claims(
+    always: Mapping[str, object], saved_run: Mapping[str, object], check: SavedRunCheck
+) -> str:
+    """Assert every claim of ``always``, and those of ``saved_run`` when ``check`` matches.
+
+    Values are booleans or zero-argument callables returning one (so that a claim about the
+    saved run is not even evaluated elsewhere). Raises ``AssertionError`` naming the first claim
+    that fails. Returns the summary a notebook's last cell prints: how many claims held, and
+    which were skipped and why, one per line.
+    """
+    checked = dict(always) | (dict(saved_run) if check.matches else {})
+    for claim, ok in checked.items():
+        value = ok() if callable(ok) else ok
+        assert bool(value), claim
+    lines = [f"all {len(checked)} claims checked here hold"]
+    if not check.matches:  # say why, even where the saved run's claims were not even computed
+        lines.append(check.skip_note(len(saved_run)) + (":" if saved_run else ""))
+        lines += [f"  - {claim}" for claim in saved_run]
+    return "\n".join(lines)

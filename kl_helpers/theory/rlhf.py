@@ -1,0 +1,270 @@
+"""KL-regularised objectives over a small discrete set of outcomes, in nats.
+
+The RLHF objective J(π) = E_π[r] − β·KL(π‖π_ref) (expectation under the policy π), its closed-form
+maximiser π* ∝ π_ref·exp(r/β), gradient ascent on logits, and the sample-based estimators
+k1, k2, k3 of KL(π‖π_ref). ``optimise_logits`` is generic (notebook 05 also uses it for the
+single-example SFT loss; its closed forms are in ``kl_helpers.theory.optima``). Introduced in
+notebook 05.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers.divergences import kl_divergence, kl_from_logits
+
+
+def _check_beta(beta: float) -> float:
+    """Return ``beta`` as a float; raise unless it is > 0 (``math.inf`` is allowed)."""
+    beta = float(beta)
+    if math.isnan(beta) or beta <= 0:
+        raise ValueError(f"beta must be > 0 (the KL weight), got {beta}")
+    return beta
+
+
+def _rewards_like(rewards: object, ref: torch.Tensor) -> torch.Tensor:
+    rewards = as_float_tensor(rewards, like=ref).to(ref.dtype)
+    check_same_shape(rewards, ref, ("rewards", "ref_probs"))
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite")
+    return rewards
+
+
+def kl_regularised_reward(
+    logits: torch.Tensor, ref_logits: torch.Tensor, rewards: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """J = Σ π r − β·KL(π‖π_ref) with π = softmax(logits), π_ref = softmax(ref_logits), in nats.
+
+    Rewards are in nats too (so that r/β is a log-probability shift). Last dim = responses;
+    returns shape ``logits.shape[:-1]``. Differentiable in ``logits``; the reference is detached.
+    """
+    beta = _check_beta(beta)
+    if math.isinf(beta):
+        raise ValueError("beta = inf makes the objective −inf unless π = π_ref; use a finite beta")
+    rewards = _rewards_like(rewards, logits)
+    expected = (F.softmax(logits, dim=-1) * rewards).sum(dim=-1)
+    return expected - beta * kl_from_logits(logits, ref_logits.detach())
+
+
+def optimal_policy(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) -> torch.Tensor:
+    """π* = π_ref·exp(r/β) / Z over the last dim, in log space: softmax(log π_ref + r/β).
+
+    β → 0 puts all mass on the best response(s) that π_ref supports; β = ``math.inf`` returns π_ref.
+    """
+    beta = _check_beta(beta)
+    ref = as_float_tensor(ref_probs)
+    check_probabilities(ref, "ref_probs")
+    rewards = _rewards_like(rewards, ref)
+    if math.isinf(beta):
+        return ref.clone()
+    return F.softmax(torch.log(ref) + rewards / beta, dim=-1)
+
+
+def optimal_value(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) -> torch.Tensor:
+    """max_π J(π) = β·log Σ π_ref exp(r/β) (a soft maximum of the rewards), in nats."""
+    beta = _check_beta(beta)
+    ref = as_float_tensor(ref_probs)
+    check_probabilities(ref, "ref_probs")
+    rewards = _rewards_like(rewards, ref)
+    if math.isinf(beta):
+        return (ref * rewards).sum(dim=-1)
+    return beta * torch.logsumexp(torch.log(ref) + rewards / beta, dim=-1)
+
+
+@dataclass(frozen=True)
+class LogitsFit:
+    """Result of optimising logits: objective per step, final logits and probabilities."""
+
+    history: torch.Tensor  # (steps,) objective value before each update, in nats
+    logits: torch.Tensor  # final logits (detached)
+    probs: torch.Tensor  # softmax(final logits)
+
+
+def optimise_logits(
+    objective: Callable[[torch.Tensor], torch.Tensor],
+    init_logits: torch.Tensor,
+    steps: int = 2000,
+    lr: float = 0.5,
+    maximise: bool = False,
+) -> LogitsFit:
+    """Plain gradient descent (or ascent) on logits of a scalar ``objective``; keeps the history."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    logits = init_logits.detach().clone().requires_grad_(True)
+    sign = -1.0 if maximise else 1.0
+    history = torch.empty(steps, dtype=logits.dtype)
+    for step in range(steps):
+        value = objective(logits)
+        if value.ndim != 0:
+            raise ValueError(f"objective must return a scalar, got shape {tuple(value.shape)}")
+        history[step] = value.detach()
+        (grad,) = torch.autograd.grad(sign * value, logits)
+        with torch.no_grad():
+            logits -= lr * grad
+    final = logits.detach()
+    return LogitsFit(history=history, logits=final, probs=F.softmax(final, dim=-1))
+
+
+def fit_policy(
+    ref_probs: torch.Tensor,
+    rewards: torch.Tensor,
+    beta: float,
+    steps: int = 4000,
+    lr: float | None = None,
+    init_logits: torch.Tensor | None = None,
+) -> LogitsFit:
+    """Maximise E_π[r] − β·KL(π‖π_ref) by gradient ascent on π's logits (start: π_ref).
+
+    The default step ``lr = 2 / (β + max r − min r)`` bounds the curvature of both terms, so the
+    ascent is stable for any β; small β converge slowest (the optimum sits near a vertex).
+    """
+    beta = _check_beta(beta)
+    ref = as_float_tensor(ref_probs)
+    check_probabilities(ref, "ref_probs")
+    ref_logits = torch.log(ref)
+    rewards = _rewards_like(rewards, ref)
+    if lr is None:
+        lr = 2.0 / (beta + float(rewards.max() - rewards.min()))
+    # Responses with π_ref = 0 get logit −inf and stay there (any π > 0 on them has KL = +inf).
+    start = ref_logits if init_logits is None else as_float_tensor(init_logits, like=ref)
+    check_same_shape(start, ref, ("init_logits", "ref_probs"))
+    return optimise_logits(
+        lambda z: kl_regularised_reward(z, ref_logits, rewards, beta),
+        start,
+        steps=steps,
+        lr=lr,
+        maximise=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample-based estimators of KL(π‖π_ref) with log ρ = log π_ref(x) − log π(x), x ~ π.
+# Each maps log ρ (per sample) to a per-sample estimate; the mean over samples estimates the KL.
+# ---------------------------------------------------------------------------------------------
+
+
+def _k1(log_rho: torch.Tensor) -> torch.Tensor:
+    return -log_rho
+
+
+def _k2(log_rho: torch.Tensor) -> torch.Tensor:
+    return 0.5 * log_rho**2
+
+
+def _k3(log_rho: torch.Tensor) -> torch.Tensor:
+    return torch.expm1(log_rho) - log_rho
+
+
+KL_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "k1": _k1,  # −log ρ: unbiased, can be negative, high variance
+    "k2": _k2,  # ½(log ρ)²: biased (exact only to second order), low variance, ≥ 0
+    "k3": _k3,  # (ρ − 1) − log ρ: unbiased (E_π[ρ − 1] = 0), ≥ 0
+}
+
+
+def sample_responses(probs: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Draw ``n`` indices from a 1-D ``probs`` by inverse CDF on seeded uniforms; shape ``(n,)``."""
+    probs = as_float_tensor(probs)
+    check_probabilities(probs, "probs")
+    if probs.ndim != 1:
+        raise ValueError(f"probs must be 1-D, got shape {tuple(probs.shape)}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    cdf = torch.cumsum(probs, dim=0)
+    u = torch.rand(n, generator=generator, dtype=cdf.dtype) * cdf[-1]
+    idx = torch.searchsorted(cdf, u, right=True)
+    return idx.clamp(max=probs.numel() - 1)
+
+
+def kl_estimates(
+    probs: torch.Tensor, ref_probs: torch.Tensor, samples: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-sample k1, k2, k3 estimates of KL(π‖π_ref) for responses ``samples`` drawn from π."""
+    probs = as_float_tensor(probs)
+    ref = as_float_tensor(ref_probs, like=probs)
+    check_same_shape(probs, ref, ("probs", "ref_probs"))
+    log_rho = torch.log(ref[samples]) - torch.log(probs[samples])
+    return {name: fn(log_rho) for name, fn in KL_ESTIMATORS.items()}
+
+
+def exact_estimator_moments(
+    probs: torch.Tensor, ref_probs: torch.Tensor
+) -> dict[str, tuple[float, float]]:
+    """Exact (mean, variance) of each per-sample estimator under x ~ π, summed over responses."""
+    probs = as_float_tensor(probs)
+    ref = as_float_tensor(ref_probs, like=probs)
+    check_same_shape(probs, ref, ("probs", "ref_probs"))
+    check_probabilities(probs, "probs")
+    check_probabilities(ref, "ref_probs")
+    support = probs > 0
+    p, log_rho = probs[support], torch.log(ref[support]) - torch.log(probs[support])
+    out = {}
+    for name, fn in KL_ESTIMATORS.items():
+        k = fn(log_rho)
+        mean = (p * k).sum()
+        out[name] = (float(mean), float((p * (k - mean) ** 2).sum()))
+    return out
+
+
+def estimator_repetitions(
+    probs: torch.Tensor,
+    ref_probs: torch.Tensor,
+    n_samples: int = 16,
+    n_repeats: int = 2000,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Per-repetition estimates of KL(π‖π_ref): each averages ``n_samples`` draws x ~ π (seeded).
+
+    Returns ``{name: (n_repeats,) tensor}`` for every estimator in ``KL_ESTIMATORS``, in nats.
+    """
+    if n_repeats < 2:
+        raise ValueError(f"n_repeats must be >= 2, got {n_repeats}")
+    probs = as_float_tensor(probs)
+    generator = torch.Generator().manual_seed(seed)
+    samples = sample_responses(probs, n_samples * n_repeats, generator)
+    per_sample = kl_estimates(probs, ref_probs, samples)
+    return {k: v.reshape(n_repeats, n_samples).mean(dim=1) for k, v in per_sample.items()}
+
+
+def estimator_table(
+    probs: torch.Tensor,
+    ref_probs: torch.Tensor,
+    n_samples: int = 16,
+    n_repeats: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Bias and variance of k1/k2/k3 against the exact KL(π‖π_ref), in nats.
+
+    Monte Carlo columns summarise :func:`estimator_repetitions` (mean, bias and variance of the
+    repetition averages); the exact bias and exact variance Var[k]/n_samples are sums over the
+    responses, for comparison.
+    """
+    probs = as_float_tensor(probs)
+    ref = as_float_tensor(ref_probs, like=probs)
+    exact_kl = float(kl_divergence(probs, ref))
+    moments = exact_estimator_moments(probs, ref)
+    reps = estimator_repetitions(probs, ref, n_samples, n_repeats, seed)
+    rows = []
+    for name, estimates in reps.items():
+        mean = float(estimates.mean())
+        rows.append(
+            {
+                "estimator": name,
+                "exact KL": exact_kl,
+                "MC mean": mean,
+                "MC bias": mean - exact_kl,
+                "MC variance": float(estimates.var()),
+                "exact bias": moments[name][0] - exact_kl,
+                "exact variance": moments[name][1] / n_samples,
+            }
+        )
+    return pd.DataFrame(rows).set_index("estimator")

@@ -1,0 +1,7 @@
+"""The regulariser as a ``transformers.Trainer``: notebook 11.
+
+- ``kl_trainer``: ``KLTrainer`` and ``KLTrainingArguments``
+- ``utils``: causal-LM detection, the reference under accelerate / FSDP / DeepSpeed, LoRA,
+  reference logits computed once
+- ``cli``: the command line, ``python -m kl_helpers.trainer`` (``__main__``)
+"""

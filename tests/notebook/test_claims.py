@@ -1,0 +1,73 @@
+"""Saved-run claims are asserted on the saved run only; the rest everywhere, with the reason."""
+
+import pytest
+import torch
+
+from kl_helpers.models import MINILM
+from kl_helpers.notebook import claims
+
+
+def test_fingerprint_reduces_the_device_to_its_type_and_names_the_precision():
+    run = claims.fingerprint("m", torch.device("cuda", 0), torch.bfloat16, "full")
+    assert (run.device, run.precision) == ("cuda", "bf16")
+    assert claims.fingerprint("m", "cpu", None, "full").precision == "fp32"
+    assert claims.fingerprint("m", "cpu", "fp16", "full").precision == "fp16"
+    with pytest.raises(ValueError, match="int8"):
+        claims.fingerprint("m", "cpu", "int8", "full")
+    with pytest.raises(ValueError, match="float64"):
+        claims.precision_name(torch.float64)
+
+
+def test_the_saved_run_matches_itself_and_colab_does_not():
+    saved = claims.SAVED_RUNS["06_bert_experiment"]
+    assert claims.compare("06_bert_experiment", saved).matches
+    colab = claims.fingerprint("bert-base-uncased", "cuda:0", torch.bfloat16, saved.plan)
+    check = claims.compare("06_bert_experiment", colab)
+    assert not check
+    assert [d.split(":")[0] for d in check.differences] == ["model", "device", "precision"]
+    assert f"{MINILM} in the saved run" in check.differences[0]
+
+
+def test_compare_can_leave_fields_out_and_rejects_unknown_names():
+    saved = claims.SAVED_RUNS["07_beta_strength"]
+    quick = claims.fingerprint(saved.model, "cpu", None, "quick")
+    assert not claims.compare("07_beta_strength", quick)
+    assert claims.compare("07_beta_strength", quick, fields=("model", "device", "precision"))
+    with pytest.raises(ValueError, match="no saved run"):
+        claims.compare("99_nothing", quick)
+    with pytest.raises(ValueError, match="seed"):
+        claims.compare("07_beta_strength", quick, fields=("seed",))
+
+
+def test_assert_claims_asserts_saved_run_claims_only_on_the_saved_run():
+    saved = claims.SAVED_RUNS["09_llm_token_kl"]
+    other = claims.compare("09_llm_token_kl", claims.fingerprint("tiny", "cpu", None, "full"))
+    never = {"measured on the saved run": lambda: False}
+    summary = claims.assert_claims({"a theorem": True}, never, other)
+    assert summary.splitlines()[0] == "all 1 claims checked here hold"
+    assert "skipped 1 claim(s)" in summary and "model: tiny here" in summary
+    assert "  - measured on the saved run" in summary
+    with pytest.raises(AssertionError, match="measured on the saved run"):
+        claims.assert_claims({}, never, claims.compare("09_llm_token_kl", saved))
+    with pytest.raises(AssertionError, match="a theorem"):
+        claims.assert_claims({"a theorem": False}, {}, other)
+
+
+def test_notebook_10s_saved_models_are_named_as_the_reward_models_name_themselves():
+    from kl_helpers.rl import reward
+    from kl_helpers.studies import retention
+
+    src = __import__("inspect").getsource(reward.train_reward_model)
+    assert 'f"reward-{recipe}:{ref.name}"' in src  # RewardModel.name of a trained reward
+    side = f"|truncate-{retention.TRUNCATION_SIDE}"  # retention.trained_reference's ref.name
+    for recipe in ("sentiment", "reviews"):
+        assert f"reward-{recipe}:{MINILM}{side}" in claims.RLHF_MODELS
+
+
+def test_the_reason_is_given_even_when_no_saved_run_claim_was_computed():
+    quick = claims.fingerprint(MINILM, "cpu", None, "quick")
+    summary = claims.assert_claims({"a theorem": True}, {}, claims.compare("08_forgetting", quick))
+    assert "skipped 0 claim(s) measured on the saved run" in summary
+    assert "plan: quick here, full (reference: last 64 tokens" in summary
+    saved = claims.compare("08_forgetting", claims.SAVED_RUNS["08_forgetting"])
+    assert claims.assert_claims({"a theorem": True}, {}, saved) == "all 1 claims checked here hold"
