@@ -2,6 +2,7 @@
 # make test  - same set-up, then ruff, unit tests, nbval over every notebook
 # make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
 # make other-models - notebooks 06-11 on models other than the saved ones, every cell must run
+#              (both take NB="06 10" to run only the cases of the notebooks a change touched)
 # make colab-check - Colab's GPU image (Python 3.13 + constraints/colab-gpu-2026-08.txt) in
 #              .venv-colab/, installed as the Colab cell installs it; unit tests + nbval (slow)
 PYTHON ?= python3
@@ -57,16 +58,25 @@ nbval: $(STAMP)
 
 test: lint unit nbval
 
+# NB selects notebooks by number for `edits` and `other-models`: `make edits NB="06 10"` runs the cases
+# of the notebooks a change touched (all of them when NB is empty).
+NB ?=
+ONLY_NB = $(if $(strip $(NB)),-k "$(subst $(space), or ,$(strip $(NB)))")
+space := $(subst ,, )
+
 # A reader's edits, injected by papermill into the edit cells of notebooks 06, 07, 08 and 10 (quick mode,
 # bundled MiniLM, a temporary results folder): every cell must still run. Slow, so not in `test`.
 edits: $(STAMP)
-	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py
+	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py $(ONLY_NB)
 
 # Notebooks 06-11 in quick mode on models other than the saved ones (the bundled MiniLM and SmolLM2
 # cut to fewer layers, built offline under build/other-models): every cell must run, the saved-run
-# claims are skipped, none of the others may fail. Slow, so not in `test`.
+# claims are skipped, none of the others may fail. Slow, so not in `test`. LAYERS="MINILM SMOLLM2"
+# picks the depths of the cut models (default "3 10"; e.g. LAYERS="5 20" for a second depth).
+LAYERS ?= 3 10
 other-models: $(STAMP)
-	KL_THREADS=$${KL_THREADS:-2} $(BIN)/python -m pytest -q -m other_models tests/test_other_models.py
+	KL_THREADS=$${KL_THREADS:-2} KL_OTHER_LAYERS="$(LAYERS)" \
+		$(BIN)/python -m pytest -q -m other_models tests/test_other_models.py $(ONLY_NB)
 
 # Colab's GPU image, here: Python 3.13 and Colab's versions as constraints, so pip may add what
 # Colab lacks but never up- or downgrades what it has. The package is installed as the Colab cell

@@ -71,3 +71,31 @@ def discrete_outcomes(ref_probs: object, rewards: object) -> tuple[torch.Tensor,
     if not torch.isfinite(r).all():
         raise ValueError("rewards must be finite")
     return q / q.sum(), r
+
+
+def token_ids(value: object, name: str = "eos_token_id") -> tuple[int, ...] | None:
+    """``None``, one token id or several (``generation_config.eos_token_id`` may be a list, as for
+    Llama 3) as a tuple of distinct non-negative ints in the given order; None for None or an
+    empty list. Raises ValueError on anything else (a negative id, a float, a nested list)."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be a token id or a list of them, got {value!r}")
+    try:
+        items = [value] if isinstance(value, int) else list(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ValueError(f"{name} must be a token id or a list of them, got {value!r}") from None
+    ids: list[int] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+            raise ValueError(f"{name} must be a token id or a list of them, got {value!r}")
+        if item not in ids:
+            ids.append(item)
+    return tuple(ids) or None
+
+
+def is_any(tokens: torch.Tensor, ids: tuple[int, ...]) -> torch.Tensor:
+    """Bool tensor like ``tokens``: True where the token is one of ``ids``."""
+    return torch.isin(tokens, torch.tensor(ids, dtype=tokens.dtype, device=tokens.device))

@@ -8,6 +8,7 @@ and failing none of the claims it asserts for any model.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,20 @@ from kl_helpers.llm import model as llm
 
 MINILM_LAYERS = 3  # of 6
 SMOLLM2_LAYERS = 10  # of 30
+LAYERS_ENV = "KL_OTHER_LAYERS"  # "MINILM SMOLLM2", e.g. "5 20": a second depth (make other-models)
+
+
+def layers(environ=None) -> tuple[int, int]:
+    """The depths of the two cut models: $KL_OTHER_LAYERS ("MINILM SMOLLM2") or the defaults."""
+    value = (os.environ if environ is None else environ).get(LAYERS_ENV, "").split()
+    if not value:
+        return MINILM_LAYERS, SMOLLM2_LAYERS
+    if len(value) != 2 or not all(v.isdigit() for v in value):
+        raise ValueError(f"{LAYERS_ENV} must be two layer counts, e.g. '5 20', got {value!r}")
+    minilm, smollm2 = map(int, value)
+    if not (1 <= minilm < 6 and 1 <= smollm2 < 30):
+        raise ValueError(f"cut MiniLM to 1-5 of 6 layers and SmolLM2 to 1-29 of 30, got {value!r}")
+    return minilm, smollm2
 
 
 def truncated_minilm(folder: Path, layers: int = MINILM_LAYERS) -> Path:
@@ -49,17 +64,19 @@ def truncated_smollm2(folder: Path, layers: int = SMOLLM2_LAYERS) -> Path:
     return folder
 
 
-def build(root: Path) -> dict[str, Path]:
-    """Both folders under ``root`` (reused when already built): {"KL_MODEL": …, "KL_LLM": …}."""
+def build(root: Path, depths: tuple[int, int] | None = None) -> dict[str, Path]:
+    """Both folders under ``root`` (reused when already built): {"KL_MODEL": …, "KL_LLM": …}, cut to
+    ``depths`` = (MiniLM layers, SmolLM2 layers), by default :func:`layers`."""
+    minilm, smollm2 = depths or layers()
     root.mkdir(parents=True, exist_ok=True)
     out = {}
-    for var, name, build_one in (
-        ("KL_MODEL", f"minilm-{MINILM_LAYERS}-layers", truncated_minilm),
-        ("KL_LLM", f"smollm2-{SMOLLM2_LAYERS}-layers", truncated_smollm2),
+    for var, name, build_one, n in (
+        ("KL_MODEL", f"minilm-{minilm}-layers", truncated_minilm, minilm),
+        ("KL_LLM", f"smollm2-{smollm2}-layers", truncated_smollm2, smollm2),
     ):
         folder = root / name
         if not (folder / "config.json").is_file():
-            build_one(folder)
+            build_one(folder, n)
         out[var] = folder
     return out
 

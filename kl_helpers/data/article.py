@@ -39,6 +39,4 @@ def article_split(seed: int = 42, test_size: float = 0.2) -> DatasetDict:
 
 def article_data(split_seed: int = 42) -> TextData:
     """The article's nine sentences, split 7 train / 2 test with ``split_seed``."""
-    from kl_helpers.data.article import LABEL_NAMES, article_split
-
     return TextData.from_split(article_split(seed=split_seed), LABEL_NAMES)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from kl_helpers import models
 from kl_helpers.encoding import Encoded, TextData, encode
 from kl_helpers.engine.config import ExperimentConfig
 from kl_helpers.engine.results import (
@@ -69,7 +70,6 @@ def run_experiment(
     ``config.model`` with head seed ``config.seed``. With ``model`` given, pass the tokenizer and
     a ``model_name``; the caller is responsible for it having been built with ``config.seed``.
     """
-    from kl_helpers import models
 
     if config.kl_inputs != "task" and not data.replay_texts:
         raise ValueError(f"kl_inputs={config.kl_inputs!r} needs TextData.replay_texts")
@@ -185,8 +185,6 @@ def run_sweep(
     one to share them between sweeps, e.g. task and replay runs on the same held-out texts).
     """
     from tqdm.auto import tqdm
-
-    from kl_helpers import models
 
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
     choices: dict[str | None, models.ModelChoice] = {}

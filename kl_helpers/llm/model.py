@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from kl_helpers import assets, models
+from kl_helpers._validate import is_any, token_ids
 from kl_helpers.llm.sampling import sample_tokens
+from kl_helpers.reference import evaluated
 
 LLM_ENV = "KL_LLM"
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -167,23 +169,40 @@ def chat_prompt(tokenizer, question: str, system: str | None = None) -> torch.Te
     return ids if torch.is_tensor(ids) else ids["input_ids"]
 
 
-def sample(model, prompt_ids: torch.Tensor, n: int, max_new_tokens: int, eos_id: int, seed: int):
+def sample(
+    model, prompt_ids: torch.Tensor, n: int, max_new_tokens: int, eos_id: int | Sequence[int],
+    seed: int,
+):  # fmt: skip
     """``n`` responses drawn from the model's own distribution (temperature 1, nothing else,
-    whatever ``model.generation_config`` says: ``sampling.sample_tokens``); EOS is not allowed as
-    the first token.
+    whatever ``model.generation_config`` says: ``sampling.sample_tokens``); no end token is
+    allowed as the first token. ``eos_id``: one end token id or several.
 
     Returns (tokens, mask), each (n, T), on the CPU: ``mask`` is True up to and including the
-    first ``eos_id``; what follows it is padding (``eos_id``).
+    first end token; what follows it is padding (the first of ``eos_id``).
     """
     if prompt_ids.ndim != 2 or prompt_ids.shape[0] != 1:
         raise ValueError(f"prompt_ids must be (1, L), got {tuple(prompt_ids.shape)}")
+    eos = token_ids(eos_id, "eos_id")
+    if eos is None:
+        raise ValueError("sample needs an eos_id (the first token may not end the response)")
     torch.manual_seed(seed)
     tokens = sample_tokens(
-        model, prompt_ids.repeat(n, 1), max_new_tokens=max_new_tokens, eos_token_id=eos_id,
-        pad_token_id=eos_id, min_new_tokens=1,
+        model, prompt_ids.repeat(n, 1), max_new_tokens=max_new_tokens, eos_token_id=eos,
+        pad_token_id=eos[0], min_new_tokens=1,
     ).cpu()  # fmt: skip
-    ended_before = torch.cumsum((tokens == eos_id).long(), dim=1) - (tokens == eos_id).long()
-    return tokens, ended_before == 0
+    is_eos = is_any(tokens, eos).long()
+    return tokens, (torch.cumsum(is_eos, dim=1) - is_eos) == 0
+
+
+def end_token_ids(model, tokenizer) -> tuple[int, ...] | None:
+    """Every id that ends a response of ``model``: the tokenizer's EOS and every id of the
+    checkpoint's ``generation_config.eos_token_id`` (a list for Llama 3 and other chat models),
+    tokenizer's first; None if neither has one."""
+    config = getattr(model, "generation_config", None)
+    ids = (token_ids(tokenizer.eos_token_id, "tokenizer.eos_token_id") or ()) + (
+        token_ids(getattr(config, "eos_token_id", None), "generation_config.eos_token_id") or ()
+    )
+    return token_ids(ids) if ids else None
 
 
 class _NormInput:
@@ -236,7 +255,6 @@ def next_token_logits(model, prompt_ids: torch.Tensor, prefixes: torch.Tensor):
     """Logits (n, V) of the token after ``prompt_ids`` + each prefix (n, t), and the hidden state
     before the final norm there (n, d); float32 on the CPU, no gradient, eval mode (the model's
     modes restored)."""
-    from kl_helpers.reference import evaluated
 
     ids = torch.cat([prompt_ids.expand(prefixes.shape[0], -1), prefixes], dim=1).to(model.device)
     hook = _NormInput(model)

@@ -9,15 +9,19 @@ T ≠ 1), softmax, then one draw per row by :func:`draw_tokens` (inverse CDF in 
 about 25× cheaper on a CPU than ``torch.multinomial``'s exponential race over a 49152-token
 vocabulary). Everything up to the draw is ``generate``'s op order, so ``generate`` with its
 ``torch.multinomial`` replaced by :func:`draw_tokens` gives the same tokens for the same seed
-(tests/llm/test_sampling.py). Used by ``rl_loop.sample_responses`` and ``llm.sample``. Introduced
-in notebook 09.
+(tests/llm/test_sampling.py). Used by ``rl.loop.sample_responses`` and ``llm.model.sample``.
+Introduced in notebook 09.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 
 import torch
+
+from kl_helpers._validate import is_any, token_ids
+from kl_helpers.reference import evaluated
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -133,7 +137,7 @@ def sample_tokens(
     *,
     max_new_tokens: int,
     temperature: float = 1.0,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     min_new_tokens: int = 0,
     use_cache: bool = True,
@@ -143,22 +147,24 @@ def sample_tokens(
     ``num_generations`` = G responses per prompt, rows prompt-major (as ``repeat_interleave``).
 
     Each token is drawn from softmax(logits / ``temperature``) of ``model`` (seed with
-    ``torch.manual_seed`` before the call); ``model.generation_config`` is ignored. Positions
-    after a row's first ``eos_token_id`` hold ``pad_token_id`` (default: the EOS id); sampling
-    stops when every row has ended or after ``max_new_tokens``; EOS cannot be drawn in the first
-    ``min_new_tokens`` steps.
+    ``torch.manual_seed`` before the call); ``model.generation_config`` is ignored. A row ends at
+    its first end token: ``eos_token_id`` is one id or several (``generate``'s convention, e.g.
+    Llama 3's list). Positions after a row's end hold ``pad_token_id`` (default: the first EOS
+    id, as in ``generate``); sampling stops when every row has ended or after
+    ``max_new_tokens``; no end token can be drawn in the first ``min_new_tokens`` steps.
     Position ids come from ``attention_mask`` (1 on real tokens; all ones if None).
     With the cache each prompt is run once and its KV cache repeated G times
     (:func:`shared_prefill`); ``use_cache=False`` repeats the prompts and re-runs the whole
     sequence at every step (the naive baseline; same distribution). No gradient
-    (``no_grad``); ``model``'s train/eval mode is restored afterwards. The output is a
-    long tensor on the model's device. Raises ValueError on shapes or settings that make no
-    sense (names both shapes when the mask does not match the ids).
+    (``no_grad``); every submodule of ``model`` is back in its own train/eval mode afterwards.
+    The output is a long tensor on the model's device. Raises ValueError on shapes or settings
+    that make no sense (names both shapes when the mask does not match the ids) and on end token
+    ids outside the vocabulary.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    eos = eos_token_id
-    pad = eos_token_id if pad_token_id is None else pad_token_id  # generate's default
+    eos = token_ids(eos_token_id)
+    pad = (eos[0] if eos else None) if pad_token_id is None else pad_token_id  # generate's default
     _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperature, eos)
     if num_generations < 1:
         raise ValueError(f"num_generations must be >= 1, got {num_generations}")
@@ -170,43 +176,40 @@ def sample_tokens(
     if not use_cache:
         ids, mask = (t.repeat_interleave(num_generations, dim=0) for t in (ids, mask))
     new: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
+    with evaluated(model), torch.no_grad():
+        if use_cache:
+            last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
+            extra[cache_name] = cache
+        else:
+            last = _full_forward(model, ids, mask, extra)
+        # generate's position ids: counted over real tokens, 0 on left padding
+        position = mask.sum(-1, keepdim=True) - 1
+        unfinished = torch.ones(mask.shape[0], dtype=torch.bool, device=device)
+        if eos is not None and max(eos) >= last.shape[-1]:
+            raise ValueError(f"eos_token_id {eos} is outside the vocabulary ({last.shape[-1]})")
+        for step in range(max_new_tokens):
+            logits = last.to(dtype=torch.float32, copy=True)
+            if eos is not None and step < min_new_tokens:
+                logits[:, list(eos)] = -torch.inf
+            if temperature != 1.0:
+                logits = logits / temperature
+            probs = torch.softmax(logits, dim=-1)
+            token = draw_tokens(probs)
+            if eos is not None:
+                token = torch.where(unfinished, token, torch.full_like(token, pad))
+                unfinished = unfinished & ~is_any(token, eos)
+            new.append(token)
+            if step + 1 == max_new_tokens or not unfinished.any():
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            position = position + 1
             if use_cache:
-                last, cache, mask = shared_prefill(model, ids, mask, num_generations, **extra)
-                extra[cache_name] = cache
+                out = model(
+                    input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                    use_cache=True, **extra,
+                )  # fmt: skip
+                last = out.logits[:, -1]
             else:
-                last = _full_forward(model, ids, mask, extra)
-            # generate's position ids: counted over real tokens, 0 on left padding
-            position = mask.sum(-1, keepdim=True) - 1
-            unfinished = torch.ones(mask.shape[0], dtype=torch.bool, device=device)
-            for step in range(max_new_tokens):
-                logits = last.to(dtype=torch.float32, copy=True)
-                if eos is not None and step < min_new_tokens:
-                    logits[:, eos] = -torch.inf
-                if temperature != 1.0:
-                    logits = logits / temperature
-                probs = torch.softmax(logits, dim=-1)
-                token = draw_tokens(probs)
-                if eos is not None:
-                    token = torch.where(unfinished, token, torch.full_like(token, pad))
-                    unfinished = unfinished & (token != eos)
-                new.append(token)
-                if step + 1 == max_new_tokens or not unfinished.any():
-                    break
-                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                position = position + 1
-                if use_cache:
-                    out = model(
-                        input_ids=token[:, None], attention_mask=mask, position_ids=position,
-                        use_cache=True, **extra,
-                    )  # fmt: skip
-                    last = out.logits[:, -1]
-                else:
-                    seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)
-                    last = _full_forward(model, seq, mask, extra)
-    finally:
-        model.train(was_training)
+                seq = torch.cat([ids, torch.stack(new, dim=1)], dim=1)
+                last = _full_forward(model, seq, mask, extra)
     return torch.stack(new, dim=1)

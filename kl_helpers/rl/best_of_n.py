@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 
 from kl_helpers._validate import as_float_tensor, check_same_shape, discrete_outcomes
+from kl_helpers.llm.model import encode_prompts
+from kl_helpers.reference import evaluated
 
 
 def best_of_n_kl_bound(n: int) -> float:
@@ -103,15 +105,14 @@ def one_token_responses(
     """π_ref of every one-token response to ``prompt`` (chat template, assistant turn), exactly;
     with ``response_prefix``, of the token that follows that start of the assistant's answer.
 
-    One forward pass of ``model`` (no gradient, eval mode) gives softmax(logits / temperature)
-    over the vocabulary; ``top_p`` < 1 keeps the smallest set of most likely tokens whose mass
-    reaches ``top_p`` and renormalises (nucleus sampling's distribution: still exact). Returns
+    One forward pass of ``model`` (no gradient, eval mode; every submodule's own mode is restored
+    afterwards) gives softmax(logits / temperature) over the vocabulary; ``top_p`` < 1 keeps the
+    smallest set of most likely tokens whose mass reaches ``top_p`` and renormalises (nucleus
+    sampling's distribution: still exact). Returns
     ``probs`` (K,) float64 on the CPU summing to 1, most likely first, the token ``ids`` (K,),
     the ``texts`` decoded as the RL loop decodes a response (special tokens such as EOS decode
     to "", an empty response) and ``kept_mass``, the mass of the kept tokens before renormalising.
     """
-    from kl_helpers.llm.model import encode_prompts
-
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
@@ -122,11 +123,8 @@ def one_token_responses(
         extra = torch.as_tensor(tokenizer(response_prefix, add_special_tokens=False)["input_ids"])
         ids = torch.cat([ids, extra.reshape(1, -1).to(ids.dtype)], dim=1)
         attn = torch.cat([attn, torch.ones_like(ids[:, attn.shape[1] :])], dim=1)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with evaluated(model), torch.no_grad():
         logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits[0, -1]
-    model.train(was_training)
     probs = torch.softmax(logits.double().cpu() / temperature, dim=-1)
     sorted_p, order = torch.sort(probs, descending=True)
     before = torch.cumsum(sorted_p, 0) - sorted_p  # mass of the tokens ranked above each one
@@ -190,8 +188,6 @@ def best_of_n_table(pool: Sequence[dict], ns: Sequence[int]):
     (``best_of_n.uniform_pool_kl``), and the expected proxy and gold rewards (exact over the
     pool)."""
     import pandas as pd
-
-    from kl_helpers.rl.best_of_n import best_of_n_kl_bound, best_of_n_pool, uniform_pool_kl
 
     rows = []
     for n in ns:

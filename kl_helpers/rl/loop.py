@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from kl_helpers._validate import check_same_shape
-from kl_helpers.llm.model import encode_prompts
+from kl_helpers.llm.model import encode_prompts, end_token_ids
 from kl_helpers.llm.sampling import sample_tokens
+from kl_helpers.reference import evaluated
 from kl_helpers.regularizer import masked_sum
 from kl_helpers.rl.forward import reference_logits, response_kl, response_logits
 from kl_helpers.rl.loss import RLConfig, response_mask, rl_loss
@@ -81,10 +82,12 @@ def sample_responses(
 def rollout(policy, tokenizer, prompts: Sequence[str], config: RLConfig, seed: int, **sample_kw):
     """Sample ``num_generations`` = G responses per prompt and decode them: (ids, attention mask)
     of the P prompts (P, L), (responses, response mask) (P·G, T), rows prompt-major, all on the
-    policy's device, and the P·G texts. Pass ``num_generations=G`` with them to the forwards."""
+    policy's device, and the P·G texts. A response ends at the tokenizer's EOS or at any end token
+    of the checkpoint's ``generation_config`` (``llm.model.end_token_ids``). Pass
+    ``num_generations=G`` with them to the forwards."""
     device = next(policy.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    pad = eos if pad is None else pad
+    eos = end_token_ids(policy, tokenizer)  # the tokenizer's EOS and the checkpoint's end tokens
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or (None,))[0]
     ids, attn = (t.to(device) for t in encode_prompts(tokenizer, prompts))
     responses, mask = sample_responses(policy, ids, attn, config, eos, pad, seed, **sample_kw)
     texts = tokenizer.batch_decode(torch.where(mask, responses, pad), skip_special_tokens=True)
@@ -188,9 +191,8 @@ def train_policy(
     texts: list[str] = []
 
     def run_eval(done: int) -> None:
-        was_training = policy.training
-        history.evals.append({"step": done, **evaluate(policy)})
-        policy.train(was_training)
+        with evaluated(policy):  # every submodule back in its own mode afterwards
+            history.evals.append({"step": done, **evaluate(policy)})
 
     if eval_every:
         run_eval(0)
@@ -213,14 +215,13 @@ def evaluate_policy(
     """Held-out check, no update: ``num_generations`` samples per prompt; per-response reward,
     exact KL(π‖π_ref) summed over tokens (nats, via the core), length (tokens), the reference's
     mean per-token NLL of the response ("ref_nll", nats/token; 0 if empty), each (P·G,) on the
-    CPU, and the texts."""
+    CPU, and the texts. Every submodule of ``policy`` is left in the mode it was in."""
     ids, attn, responses, mask, texts = rollout(policy, tokenizer, prompts, config, seed)
     group, temperature = config.num_generations, config.temperature
     ref_logits, ref_logp = reference_logits(
         policy, ids, attn, responses, mask, temperature, num_generations=group
     )
-    policy.eval()
-    with torch.no_grad():
+    with evaluated(policy), torch.no_grad():
         logits, _ = response_logits(policy, ids, attn, responses, mask, temperature, group)
         kl = response_kl(logits, ref_logits, mask)
     rewards = torch.as_tensor(reward_fn(texts), dtype=torch.float32, device="cpu").reshape(-1)

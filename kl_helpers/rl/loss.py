@@ -33,12 +33,13 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from kl_helpers._validate import check_same_shape
+from kl_helpers._validate import check_same_shape, is_any, token_ids
 from kl_helpers.llm.token_kl import token_estimates
 from kl_helpers.regularizer import masked_sum
 
@@ -114,13 +115,15 @@ class RLConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def response_mask(responses: torch.Tensor, eos_id: int | None) -> torch.Tensor:
-    """(B, T) bool: True up to and including each row's first ``eos_id``, False after it."""
+def response_mask(responses: torch.Tensor, eos_id: int | Sequence[int] | None) -> torch.Tensor:
+    """(B, T) bool on ``responses``' device: True up to and including each row's first end token,
+    False after it. ``eos_id`` is one id or several (any of them ends a row); None keeps all."""
     if responses.ndim != 2:
         raise ValueError(f"responses must be (B, T), got {tuple(responses.shape)}")
-    if eos_id is None:
+    eos = token_ids(eos_id, "eos_id")
+    if eos is None:
         return torch.ones_like(responses, dtype=torch.bool)
-    is_eos = (responses == eos_id).long()
+    is_eos = is_any(responses, eos).long()
     return (torch.cumsum(is_eos, dim=1) - is_eos) == 0
 
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+from kl_helpers.edits import check_betas, check_seed
 from kl_helpers.rl.loss import RLConfig
+from kl_helpers.rl.reward import RECIPES, REWARD_KINDS
 from kl_helpers.runtime import quick_mode
 
 _ITEMS = (
@@ -72,9 +74,6 @@ class RLHFPlan:
     sweep_seeds: int = 3
 
     def __post_init__(self) -> None:
-        from kl_helpers.edits import check_betas, check_seed
-        from kl_helpers.rl.reward import RECIPES, REWARD_KINDS
-
         if self.mode not in ("full", "quick"):
             raise ValueError(f"mode must be 'full' or 'quick', got {self.mode!r}")
         if not self.train_prompts or not self.heldout_prompts:
@@ -187,8 +186,6 @@ def rlhf_plan(quick: bool | None = None) -> RLHFPlan:
 
 def reward_config(recipe: str, epochs: int | None):
     """The engine config of a reward ``recipe`` (``reward.RECIPES``), with ``epochs`` if given."""
-    from kl_helpers.rl.reward import RECIPES
-
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
     config = RECIPES[recipe]

@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 
 from kl_helpers.data.article import LABEL_NAMES
+from kl_helpers.data.reviews import review_data
 from kl_helpers.encoding import encode
 from kl_helpers.engine.config import ExperimentConfig
 from kl_helpers.reference import predict_logits
-from kl_helpers.studies.beta_sweep import PLANS
+from kl_helpers.studies.beta_sweep import PLANS, sweep_data
 from kl_helpers.studies.retention import PLANS as RETENTION_PLANS
+from kl_helpers.studies.retention import trained_reference
 
 REWARD_KINDS: tuple[str, ...] = ("prob", "logit")
 POSITIVE = LABEL_NAMES.index("positive")
@@ -81,12 +83,8 @@ class RewardModel:
 def recipe_data(recipe: str):
     """The engine's training data of a recipe: notebook 07's full generated set or the reviews."""
     if recipe == "sentiment":
-        from kl_helpers.studies.beta_sweep import sweep_data
-
         return sweep_data(PLANS["full"].data).text_data
     if recipe == "reviews":
-        from kl_helpers.data.reviews import review_data
-
         return review_data()
     raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
 
@@ -100,7 +98,6 @@ def train_reward_model(
     """The engine's classifier fine-tuned on ``recipe``'s data (``config`` overrides its
     settings), trained once and cached with its weights (``retention.trained_reference``); the
     classifier is returned on the CPU (move ``reward.model`` to run it elsewhere)."""
-    from kl_helpers.studies.retention import trained_reference
 
     data = recipe_data(recipe)
     config = RECIPES[recipe] if config is None else config

@@ -20,6 +20,7 @@ import torch
 from kl_helpers.engine.results import (
     FORMAT_VERSION,
     atomic_folder,
+    code_fingerprint,
     default_results_dir,
     is_finished,
     run_dir,
@@ -30,9 +31,11 @@ from kl_helpers.rl.loop import (
     RewardFn,
     RLHistory,
     add_lora,
+    rollout,
     train_policy,
 )
 from kl_helpers.rl.loss import RLConfig
+from kl_helpers.runtime import show_progress
 
 
 @dataclass(frozen=True)
@@ -159,10 +162,6 @@ def reference_pool(
     from pathlib import Path
 
     from tqdm.auto import tqdm
-
-    from kl_helpers.engine.results import code_fingerprint, default_results_dir
-    from kl_helpers.rl.loop import rollout
-    from kl_helpers.runtime import show_progress
 
     if size < 1 or chunk < 1:
         raise ValueError(f"size and chunk must be >= 1, got {size} and {chunk}")

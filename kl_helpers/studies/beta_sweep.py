@@ -19,6 +19,7 @@ import torch
 
 from kl_helpers.data.article import LABEL_NAMES
 from kl_helpers.data.sentiment import SentimentConfig, make_sentiment_splits
+from kl_helpers.edits import check_betas, check_seeds, same_betas
 from kl_helpers.encoding import TextData
 from kl_helpers.engine.config import ExperimentConfig
 from kl_helpers.engine.results import RunResult
@@ -89,8 +90,6 @@ def edited_plan(
     plan: SweepPlan, betas: Sequence[float] | None = None, seeds: Sequence[int] | None = None
 ) -> SweepPlan:
     """``plan`` with a reader's β grid and seeds (None keeps the plan's); ValueError if invalid."""
-    from kl_helpers.edits import check_betas, check_seeds
-
     return dataclasses.replace(
         plan,
         betas=plan.betas if betas is None else check_betas(betas),
@@ -100,8 +99,6 @@ def edited_plan(
 
 def is_default_plan(plan: SweepPlan) -> bool:
     """True if ``plan`` is its mode's plan unedited (the grid and seeds the prose describes)."""
-    from kl_helpers.edits import same_betas
-
     default = PLANS[plan.mode]
     return (
         same_betas(plan.betas, default.betas)

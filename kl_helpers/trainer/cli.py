@@ -13,9 +13,11 @@ from typing import Any
 
 import torch
 
+from kl_helpers.data.article import article_dataset, article_split
+from kl_helpers.models import build_tiny_bert, load_classifier, load_tokenizer, resolve_model
 from kl_helpers.precision import autocast_dtype
 from kl_helpers.reference import disable_dropout, make_reference
-from kl_helpers.runtime import pick_device
+from kl_helpers.runtime import pick_device, quiet_libraries
 from kl_helpers.trainer.kl_trainer import KLTrainer, KLTrainingArguments
 from kl_helpers.trainer.utils import add_reference_logits, num_labels_of, tokenize_dataset
 
@@ -82,8 +84,6 @@ class ScriptArguments:
 def _load_texts(script: ScriptArguments):
     from datasets import load_dataset
 
-    from kl_helpers.data.article import article_dataset, article_split
-
     if script.train_file is None:
         data = article_dataset() if script.article_data == "all" else article_split()["train"]
     else:
@@ -99,8 +99,6 @@ def build_classification_trainer(
 ) -> KLTrainer:
     """Tokeniser, model (seeded head), data and ``KLTrainer`` as the command line builds them."""
     from transformers import DataCollatorWithPadding
-
-    from kl_helpers.models import build_tiny_bert, load_classifier, load_tokenizer, resolve_model
 
     data = train_dataset if train_dataset is not None else _load_texts(script)
     num_labels = num_labels_of(data)
@@ -137,8 +135,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, float]]:
     --beta 0.1 --divergence forward --per_device_train_batch_size 2``.
     """
     from transformers import HfArgumentParser
-
-    from kl_helpers.runtime import quiet_libraries
 
     quiet_libraries()
     parser = HfArgumentParser((ScriptArguments, KLTrainingArguments))
