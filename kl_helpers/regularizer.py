@@ -210,6 +210,7 @@ def regularised_terms(
     temperature: float = 1.0,
     shift: bool = False,
     num_items_in_batch: int | torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(task cross-entropy, divergence to the reference), nats, averaged per example or token.
 
@@ -218,7 +219,12 @@ def regularised_terms(
     sums over this batch's items divided by ``num_items_in_batch`` (the items of the whole
     accumulated batch on all processes, as transformers passes it) or else by this batch's items,
     so that micro-batches add up to the big batch's means. Scalars on the logits' device.
+    ``label_smoothing`` ε makes the task term the cross-entropy to (1 − ε)·one-hot + ε·uniform
+    (``transformers``' ``label_smoothing_factor``, its ``LabelSmoother``); the divergence is not
+    smoothed. Raises ValueError for ε outside [0, 1) and on mismatched shapes.
     """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     kwargs = {"js_weight": js_weight, "temperature": temperature}
     if ref_logits.shape != policy_logits.shape:
         raise ValueError(
@@ -238,7 +244,7 @@ def regularised_terms(
         ref = ref_logits[:, :-1] if shift else ref_logits
         div = per_token_divergence(policy, ref, mask, direction, **kwargs)
         rows, targets = _upcast(policy[mask]), aligned[mask]
-    task_sum = F.cross_entropy(rows, targets, reduction="sum")
+    task_sum = F.cross_entropy(rows, targets, reduction="sum", label_smoothing=label_smoothing)
     if num_items_in_batch is None:
         denominator = mask.sum().clamp(min=1)
     else:

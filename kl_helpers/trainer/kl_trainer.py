@@ -87,6 +87,7 @@ class KLTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        refuse_loss_flags(self)
         check_direction(self.divergence)
         check_js_weight(self.js_weight)
         if self.beta < 0:
@@ -96,6 +97,37 @@ class KLTrainingArguments(TrainingArguments):
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0, got {self.lora_r}")
         super().__post_init__()
+        if not self.average_tokens_across_devices and self.world_size > 1:
+            raise ValueError(
+                "average_tokens_across_devices=False is not supported by KLTrainer: it always "
+                "normalises by the valid items of the whole batch on all processes (one big batch)"
+            )
+
+
+# TrainingArguments fields that change what the stock Trainer computes as its loss, and what
+# KLTrainer does with each (tests/trainer/test_trainer_flags.py checks them against the stock
+# Trainer): label_smoothing_factor is applied to the task term exactly as its LabelSmoother does;
+# average_tokens_across_devices=True is what KLTrainer always does (False is refused on several
+# processes, where it would differ); the fields below are refused with a ValueError naming them.
+REFUSED_LOSS_FLAGS = {
+    "label_names": (
+        lambda v: v not in (None, ["labels"]),
+        "KLTrainer reads the targets from the 'labels' column only",
+    ),
+    "neftune_noise_alpha": (
+        lambda v: v is not None,
+        "NEFTune's noise on the input embeddings would also reach an adapter-disabled or shared "
+        "reference, and the KL would measure the noise",
+    ),
+}
+
+
+def refuse_loss_flags(args: TrainingArguments) -> None:
+    """Raise ValueError naming any field of ``args`` in ``REFUSED_LOSS_FLAGS`` that is set."""
+    for name, (is_set, why) in REFUSED_LOSS_FLAGS.items():
+        value = getattr(args, name, None)
+        if is_set(value):
+            raise ValueError(f"{name}={value!r} is not supported by KLTrainer: {why}")
 
 
 def freeze_reference(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
@@ -131,6 +163,11 @@ class KLTrainer(Trainer):
     ) -> None:
         if not isinstance(args, KLTrainingArguments):
             raise ValueError("KLTrainer needs KLTrainingArguments (beta, divergence, js_weight)")
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError(
+                "compute_loss_func is not supported by KLTrainer: its loss is the task "
+                "cross-entropy + beta * divergence (override compute_loss to change it)"
+            )
         if not hasattr(Trainer, "get_batch_samples"):
             raise ValueError("KLTrainer needs transformers >= 4.46 (Trainer.get_batch_samples)")
         if args.lora_r > 0 and not is_peft_model(model):
@@ -226,6 +263,7 @@ class KLTrainer(Trainer):
             temperature=self.args.temperature,
             shift=self.shift,
             num_items_in_batch=n_items,
+            label_smoothing=self.args.label_smoothing_factor,
         )
         if n_items is not None:
             scale = loss_multiplier(self._divisor(), self.accelerator.num_processes)
