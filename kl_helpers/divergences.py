@@ -79,9 +79,12 @@ def by_rows(fn, *tensors: torch.Tensor, elements: int = CHUNK_ELEMENTS) -> torch
     ``elements`` entries per block, results concatenated; shape ``tensors[0].shape[:-1]``.
 
     Blocks keep float64 temporaries in the CPU's cache: at V = 49152 this is several times faster
-    than one pass over the whole batch, and gradients flow through as usual.
+    than one pass over the whole batch, and gradients flow through as usual. Raises ValueError
+    naming the shape for 0-d tensors or an empty last dim (no class: no distribution).
     """
     shape = tensors[0].shape
+    if len(shape) == 0 or shape[-1] == 0:
+        raise ValueError(f"logits need a last dim of at least one class, got shape {tuple(shape)}")
     rows = [t.reshape(-1, shape[-1]) for t in tensors]
     size = max(1, elements // max(shape[-1], 1))
     if rows[0].shape[0] <= size:

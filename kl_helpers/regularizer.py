@@ -4,8 +4,10 @@ One vocabulary for directions everywhere (engine config, ``KLTrainer``, LLM and 
 ``"forward"`` = KL(p_ref‖p_θ) (expectation under the reference), ``"reverse"`` = KL(p_θ‖p_ref)
 (expectation under the policy), ``"js"`` = generalised Jensen-Shannon with ``js_weight`` π the
 reference's share of the mixture; as TRL's GKD ``beta``, π = 0 is forward KL and π = 1 reverse KL.
-The reference's logits are always detached. ``-inf`` logits and masked positions give no NaN,
-neither in the value nor in the gradient. Introduced in notebook 06; used by notebooks 06-09.
+The reference's logits are always detached. ``-inf`` logits (masked classes) and masked positions
+give no NaN, neither in the value nor in the gradient; an unmasked row with a NaN or +inf logit,
+or −inf everywhere, has no softmax and gives NaN. Introduced in notebook 06; used by notebooks
+06-09.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def divergence_from_logits(
     detached. ``js_weight`` (js only): 0 gives forward KL, 1 reverse KL, in between JS_π.
     Computed in float64 by blocks of rows (``divergences.by_rows``) as sums of non-negative terms:
     ≥ 0, exactly 0 for identical logits, accurate down to KL ≈ 1e-9; returned in float32 for
-    half-precision or float32 logits, float64 for float64. Same device as the logits. Raises
-    ValueError naming both shapes if they differ.
+    half-precision, integer or float32 logits, float64 for float64 (mixed: the promoted dtype).
+    Same device as the logits. Raises ValueError naming both shapes if they differ, and naming
+    the shape for 0-d logits or an empty last dim.
     """
     check_direction(direction)
     check_js_weight(js_weight)
@@ -221,10 +224,15 @@ def regularised_terms(
     so that micro-batches add up to the big batch's means. Scalars on the logits' device.
     ``label_smoothing`` ε makes the task term the cross-entropy to (1 − ε)·one-hot + ε·uniform
     (``transformers``' ``label_smoothing_factor``, its ``LabelSmoother``); the divergence is not
-    smoothed. Raises ValueError for ε outside [0, 1) and on mismatched shapes.
+    smoothed. ``shift`` (token level only) pairs position t with label t + 1. Raises ValueError
+    for ε outside [0, 1), on mismatched shapes, on ``shift`` with classification logits, on
+    labels that are not integers in [0, C) or −100, and on a ``num_items_in_batch`` of more than
+    one element.
     """
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class ids (or -100), got {labels.dtype}")
     kwargs = {"js_weight": js_weight, "temperature": temperature}
     if ref_logits.shape != policy_logits.shape:
         raise ValueError(
@@ -232,6 +240,11 @@ def regularised_terms(
             f"{tuple(policy_logits.shape)}"
         )
     if policy_logits.ndim == 2:  # classification: one item per labelled row
+        if shift:
+            raise ValueError(
+                f"shift pairs position t with label t + 1: it needs token-level logits (B, T, V), "
+                f"got classification logits {tuple(policy_logits.shape)}"
+            )
         if labels.shape != policy_logits.shape[:1]:
             raise ValueError(
                 f"labels {tuple(labels.shape)} do not match logits {tuple(policy_logits.shape)}"
@@ -244,10 +257,26 @@ def regularised_terms(
         ref = ref_logits[:, :-1] if shift else ref_logits
         div = per_token_divergence(policy, ref, mask, direction, **kwargs)
         rows, targets = _upcast(policy[mask]), aligned[mask]
+    _check_targets(targets, rows.shape[-1])
     task_sum = F.cross_entropy(rows, targets, reduction="sum", label_smoothing=label_smoothing)
     if num_items_in_batch is None:
         denominator = mask.sum().clamp(min=1)
     else:
-        denominator = torch.as_tensor(num_items_in_batch, device=task_sum.device).clamp(min=1)
+        denominator = torch.as_tensor(num_items_in_batch, device=task_sum.device)
+        if denominator.numel() != 1:
+            raise ValueError(
+                f"num_items_in_batch must be one number, got shape {tuple(denominator.shape)}"
+            )
+        denominator = denominator.reshape(()).clamp(min=1)
     denominator = denominator.to(task_sum.dtype)
     return task_sum / denominator, div.sum() / denominator
+
+
+def _check_targets(targets: torch.Tensor, classes: int) -> None:
+    """Raise ValueError naming the first label outside [0, classes) (−100 already removed)."""
+    bad = (targets < 0) | (targets >= classes)
+    if bad.any():
+        raise ValueError(
+            f"labels must be class ids in [0, {classes}) or -100 (ignored), got "
+            f"{targets[bad][0].item()}"
+        )
