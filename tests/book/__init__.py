@@ -1,0 +1,1 @@
+"""The web book in a real browser (make book-check)."""
