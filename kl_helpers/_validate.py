@@ -25,7 +25,8 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -
 
 
 def check_probabilities(p: torch.Tensor, name: str, atol: float = PROB_ATOL) -> None:
-    """Raise if ``p`` has NaN or negative entries, or rows (last dim) not summing to 1."""
+    """Raise if ``p`` has NaN or negative entries, or rows (last dim) not summing to 1; a table
+    of no rows (shape ``(0, ..., V)``) passes."""
     if p.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the outcomes)")
     if torch.isnan(p).any():
@@ -33,6 +34,8 @@ def check_probabilities(p: torch.Tensor, name: str, atol: float = PROB_ATOL) -> 
     if (p < 0).any():
         raise ValueError(f"{name} has negative probabilities (min {p.min().item():.3g})")
     sums = p.sum(dim=-1)
+    if sums.numel() == 0:
+        return
     worst = (sums - 1).abs().max().item()
     if worst > atol:
         raise ValueError(

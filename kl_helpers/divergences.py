@@ -140,7 +140,10 @@ class _KLFromLogits(torch.autograd.Function):
 
 def kl_divergence_logits(p_logits, q_logits, temperature: float = 1.0) -> torch.Tensor:
     """KL(softmax(p_logits / T)‖softmax(q_logits / T)) per row in float64 (differentiable, shape
-    ``p_logits.shape[:-1]``); the engine of :func:`kl_from_logits` and the regulariser core."""
+    ``p_logits.shape[:-1]``); the engine of :func:`kl_from_logits` and the regulariser core.
+    Raises ValueError unless T > 0."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     check_same_shape(p_logits, q_logits, ("p_logits", "q_logits"))
     return _KLFromLogits.apply(p_logits, q_logits, temperature)
 
@@ -153,7 +156,7 @@ def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
     logits, within 1e-4 relative of the exact value for near-identical ones (KL ≈ 1e-9 at
     V = 49152). ``-inf`` logits (masked classes) follow 0·log 0 = 0 and give no NaN, neither in
     the value nor in the gradient (closed form, by blocks). Raises ValueError naming both shapes
-    if they differ.
+    if they differ, and naming the shape for 0-d logits or an empty last dim.
     """
     kl = kl_divergence_logits(p_logits, q_logits)
     return kl.to(result_dtype(p_logits, q_logits))
