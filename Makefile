@@ -134,3 +134,46 @@ bench-trl: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(COLAB_VENV)
+
+# --- web book (issue 29) ---
+# make book       - the notebooks as a web book (Jupyter Book 1.x: book/_config.yml, book/_toc.yml)
+#                   as saved (nothing is executed), warnings as errors, into build/book/html. MathJax
+#                   (PyPI) and the ipywidgets embedder (npm, fetched once into build/book-assets/) are
+#                   copied into the site, so a page loads nothing from another host.
+# make book-check - the built site in headless Chromium (Playwright + Debian's chromium, 1280x800):
+#                   console errors, failed or off-host requests, images, maths, Colab and download
+#                   links, internal links, layout; full-page screenshots in build/book-screens/.
+.PHONY: book book-check
+BOOK_OUT     := build/book
+BOOK_STAMP   := $(VENV)/.book-stamp
+BOOK_WIDGETS := build/book-assets/html-manager
+WIDGETS_NPM  := @jupyter-widgets/html-manager@1.0.15
+
+$(BOOK_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[book]'
+	touch $(BOOK_STAMP)
+
+$(BOOK_WIDGETS)/package/dist/embed.js:
+	@command -v npm >/dev/null || { echo "make book needs npm once, to fetch $(WIDGETS_NPM)" >&2; exit 1; }
+	rm -rf $(BOOK_WIDGETS) && mkdir -p $(BOOK_WIDGETS)
+	cd $(BOOK_WIDGETS) && npm pack --silent $(WIDGETS_NPM) >/dev/null && tar xzf *.tgz
+	touch $@
+
+book: $(BOOK_STAMP) $(BOOK_WIDGETS)/package/dist/embed.js
+	rm -rf $(BOOK_OUT)
+	@start=$$(date +%s); \
+	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml \
+		--path-output $(BOOK_OUT) -W -n --keep-going || exit 1; \
+	ln -sfn _build/html $(BOOK_OUT)/html; \
+	echo "book: built in $$(( $$(date +%s) - start )) s: $(BOOK_OUT)/html/index.html"
+
+book-check: book
+	@$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[book]'
+	@if ! command -v chromium >/dev/null && [ -z "$$KL_CHROMIUM" ]; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1; \
+	fi
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest -q --confcutdir=tests/book tests/book || exit 1; \
+	echo "book-check: $$(( $$(date +%s) - start )) s; screenshots in build/book-screens/"
