@@ -132,7 +132,10 @@ def run_rl(
         policy, tokenizer, prompts, reward_fn, config, progress,
         evaluate=evaluate, eval_every=eval_every,
     )  # fmt: skip
-    adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(policy).items()}
+    # LoRA on the attention only: no embedding layer to save (peft's "auto" looks for the base
+    # model's config to decide, and warns with local paths when the GGUF folder has none)
+    state = get_peft_model_state_dict(policy, save_embedding_layers=False)
+    adapter = {k: v.detach().cpu().clone() for k, v in state.items()}
     run = RLRun(config, key, history, adapter, model_name, time.perf_counter() - start)
     save_rl_run(run, results_dir)
     return run
