@@ -3,8 +3,7 @@
 Article style = what the article's code does: every batch padded to 128 tokens, the frozen
 reference run on every step (for the KL runs), and torch's default AdamW (the for-loop
 implementation on CPU). Engine = kl_helpers.engine.training defaults: dynamic padding, reference
-logits
-computed once per text, the fastest AdamW for the device (fused on CPU and GPU).
+logits computed once per text, the fastest AdamW for the device (fused on CPU and GPU).
 
 Both protocols are the article's 11 runs (SFT; forward KL and reverse KL for β in
 0.1, 0.3, 0.5, 0.7, 0.9), same model, same data, same machine; the model is loaded once,

@@ -6,9 +6,8 @@ sample, score the responses with the reward classifier, reference log-probs, one
 
 - RL step (``kl_helpers.rl.loop.rl_step``): LoRA adapters (r=8 on q/v) are the only trainable
   weights, the sampler (``kl_helpers.llm.sampling.sample_tokens``) reuses its KV cache, the
-  reference
-  is the same network with the adapters disabled, under ``no_grad``; each prompt is run once per
-  phase and its cache shared by its responses (``kl_helpers.rl.forward``).
+  reference is the same network with the adapters disabled, under ``no_grad``; each prompt is run
+  once per phase and its cache shared by its responses (``kl_helpers.rl.forward``).
 - Naive step: full fine-tuning (every weight in AdamW), a deep-copied frozen reference, and the
   sampler with ``use_cache=False``, which re-runs the whole prefix for every new token (as
   ``generate(use_cache=False)`` did before the sampler replaced ``generate``). Its two forwards

@@ -1,12 +1,11 @@
 """Our RLHF step (``kl_helpers.rl.loop.rl_step``) against TRL's ``RLOOTrainer`` on the same update,
 side by side in one process: which is faster, and where our step's time goes.
 
-Both sides: SmolLM2-135M-Instruct from the bundled GGUF (``kl_helpers.llm.model``), fp32, LoRA r =
-8 on
-q_proj/v_proj (α 16, no dropout), 2 prompts x 4 responses of exactly ``--tokens`` tokens (EOS held
-back), β = 0.05 on the k1 KL in the reward (RLOO), lr 1e-5, gradient clipping 1.0, the reference
-= the same network with its adapters disabled, the reward = the bundled MiniLM classifier with an
-untrained head (scoring costs the same as with a trained one). TRL's steps run inside
+Both sides: SmolLM2-135M-Instruct from the bundled GGUF (``kl_helpers.llm.model``), fp32, LoRA
+r = 8 on q_proj/v_proj (α 16, no dropout), 2 prompts x 4 responses of exactly ``--tokens`` tokens
+(EOS held back), β = 0.05 on the k1 KL in the reward (RLOO), lr 1e-5, gradient clipping 1.0, the
+reference = the same network with its adapters disabled, the reward = the bundled MiniLM classifier
+with an untrained head (scoring costs the same as with a trained one). TRL's steps run inside
 ``trainer.train()``; a callback times each of them (``on_step_begin`` -> ``on_step_end``: batch
 preparation with generation, forwards, backward, clipping, optimiser step) and runs one of our
 steps between two of TRL's, so the two alternate and a change in machine load hits both. The first

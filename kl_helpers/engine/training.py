@@ -4,9 +4,8 @@ Layers: ``kl_regularised_loss`` (pure, on logits; the divergences come from
 ``kl_helpers.regularizer``) → ``train_step`` (one batch; a live reference runs under
 ``torch.no_grad()``) → ``train_loop`` (epochs; returns a ``LossHistory``, draws nothing) →
 ``run_experiment`` / ``run_sweep`` (``kl_helpers.engine.experiment``: one config, many configs
-cached on
-disk). Speed: texts are tokenised once and padded per batch; the frozen reference's logits are
-computed once per text (training and replay texts) and reused; AdamW in the fastest
+cached on disk). Speed: texts are tokenised once and padded per batch; the frozen reference's
+logits are computed once per text (training and replay texts) and reused; AdamW in the fastest
 implementation; bf16 autocast on a GPU with native bf16. The KL term can be taken on the task's
 inputs, on unlabelled *replay* inputs, or on both (``ExperimentConfig.kl_inputs``).
 Introduced in notebook 06.

@@ -39,15 +39,17 @@ def shift(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask=None, pr
     """Align a causal LM's outputs with the tokens they predict: (logits[:, :-1], ids[:, 1:], mask).
 
     The mask is True where the predicted token is a response token: position ≥ ``prompt_len``
-    (an int, or a (B,) tensor of prompt lengths) and not padding (``attention_mask`` == 1).
+    (an int, or a (B,) tensor or list of prompt lengths) and not padding (``attention_mask`` ==
+    1). Raises ValueError naming the shapes if prompt lengths are not one per row.
     """
     if logits.ndim != 3 or logits.shape[:2] != input_ids.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match ids {tuple(input_ids.shape)}")
     if attention_mask is not None:
         check_same_shape(attention_mask, input_ids, ("attention_mask", "input_ids"))
-    if torch.is_tensor(prompt_len) and prompt_len.ndim and prompt_len.shape != input_ids.shape[:1]:
+    lengths = torch.as_tensor(prompt_len)
+    if lengths.ndim and lengths.shape != input_ids.shape[:1]:
         raise ValueError(
-            f"prompt_len {tuple(prompt_len.shape)} must be (B,) for ids {tuple(input_ids.shape)}"
+            f"prompt_len {tuple(lengths.shape)} must be (B,) for ids {tuple(input_ids.shape)}"
         )
     targets = input_ids[:, 1:]
     positions = torch.arange(1, input_ids.shape[1], device=input_ids.device).unsqueeze(0)
@@ -60,9 +62,18 @@ def shift(logits: torch.Tensor, input_ids: torch.Tensor, attention_mask=None, pr
 
 def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor, mask=None) -> torch.Tensor:
     """log p(tokens[b, t] | prefix) from aligned logits (B, T, V); (B, T), 0 where ``mask`` is
-    False; nats, float32 for half-precision logits (bf16 log-softmax is off by ~0.05 nats)."""
+    False; nats, float32 for half-precision logits (bf16 log-softmax is off by ~0.05 nats).
+    Masked-out tokens may hold anything (−100, a pad id past the vocabulary); a token where
+    ``mask`` is True must be in [0, V), else ValueError naming it."""
     _check_logits(logits, tokens)
     mask = _check_mask(mask, tokens)
+    vocab = logits.shape[-1]
+    bad = mask & ((tokens < 0) | (tokens >= vocab))
+    if bad.any():
+        raise ValueError(
+            f"tokens must be ids in [0, {vocab}) where mask is True, got {tokens[bad][0].item()}"
+        )
+    tokens = torch.where(mask, tokens, torch.zeros_like(tokens))
     safe = torch.where(mask.unsqueeze(-1), logits, torch.zeros_like(logits))
     logp = F.log_softmax(upcast_half(safe), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return torch.where(mask, logp, torch.zeros_like(logp))
@@ -284,8 +295,11 @@ def blend_landscape(logits_a, logits_b, target_logp, alphas, taus, direction: st
 
     ``forward`` = KL(target‖q) (weights: the target), ``reverse`` = KL(q‖target); shape
     (len(taus), len(alphas)). The family blends two contexts' logits, so it cannot hold both
-    modes of the mixture at once: the two directions then disagree.
+    modes of the mixture at once: the two directions then disagree. Raises ValueError unless
+    every τ > 0.
     """
+    if not all(float(tau) > 0 for tau in taus):
+        raise ValueError(f"taus must all be > 0, got {[float(tau) for tau in taus]}")
     check_same_shape(logits_a, logits_b, ("logits_a", "logits_b"))
     check_same_shape(target_logp, logits_a, ("target_logp", "logits_a"))
     alphas = torch.as_tensor(alphas, dtype=logits_a.dtype)
@@ -298,7 +312,8 @@ def blend_landscape(logits_a, logits_b, target_logp, alphas, taus, direction: st
 
 
 def landscape_minima(landscape: torch.Tensor, alphas, taus, split: float = 0.5) -> list[dict]:
-    """The grid minimum with α < ``split`` and the one with α ≥ ``split`` (two basins)."""
+    """The grid minimum with α < ``split`` and the one with α ≥ ``split`` (two basins); ValueError
+    if no α lies on one side."""
     if landscape.shape != (len(taus), len(alphas)):
         raise ValueError(
             f"landscape {tuple(landscape.shape)} must be (len(taus), len(alphas)) = "
@@ -307,6 +322,8 @@ def landscape_minima(landscape: torch.Tensor, alphas, taus, split: float = 0.5) 
     alphas = torch.as_tensor(alphas)
     out = []
     for side in (alphas < split, alphas >= split):
+        if not side.any():
+            raise ValueError(f"no alpha on each side of split {split}: alphas {alphas.tolist()}")
         sub = landscape[:, side]
         i, j = divmod(int(sub.argmin()), sub.shape[1])
         out.append({"alpha": float(alphas[side][j]), "tau": float(taus[i]), "kl": float(sub[i, j])})

@@ -2,9 +2,8 @@
 
 Each helper takes ``ax=None``, draws, and returns the Axes. Inputs are the rows of
 ``kl_helpers.studies.retention_scores.retention_table``: one per run, with ``fit_nll`` (the new
-task's
-training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` and ``kl_to_ref``
-(nats). Bars span the min–max over seeds, markers are seed means.
+task's training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` and
+``kl_to_ref`` (nats). Bars span the min–max over seeds, markers are seed means.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Cached RLHF runs: one folder per run like the engine's (``kl_helpers.engine.results``), so a
-sweep
-resumes where it stopped. A folder holds ``history.csv`` (per-step means: reward, KL(π‖π_ref) in
-nats, response length), ``adapter.safetensors`` (the LoRA weights) and ``run.json`` (config, key,
-model, wall time, last responses, held-out evaluations), written last. Introduced in notebook 10.
+"""Cached RLHF runs: one folder per run like the engine's (``kl_helpers.engine.results``), so
+a sweep resumes where it stopped. A folder holds ``history.csv`` (per-step means: reward,
+KL(π‖π_ref) in nats, response length), ``adapter.safetensors`` (the LoRA weights) and ``run.json``
+(config, key, model, wall time, last responses, held-out evaluations), written last. Introduced in
+notebook 10.
 """
 
 from __future__ import annotations

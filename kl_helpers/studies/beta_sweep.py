@@ -3,8 +3,8 @@ adapter, held-out evaluation tables, the trade-off frontier, and theory-vs-train
 
 Quick mode is on when $KL_QUICK is truthy or $CI is (CI sets CI=true); ``KL_QUICK=0`` forces the
 full sweep even under CI. Runs go through ``kl_helpers.engine.experiment.run_sweep``, so finished
-runs are
-read back from the results cache and an interrupted sweep resumes. Introduced in notebook 07.
+runs are read back from the results cache and an interrupted sweep resumes. Introduced in notebook
+07.
 """
 
 from __future__ import annotations

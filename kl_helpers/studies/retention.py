@@ -91,8 +91,8 @@ class RetentionPlan:
     @property
     def name(self) -> str:
         """The plan's name in a run's fingerprint (``kl_helpers.notebook.claims``): mode and
-        reference
-        recipe, e.g. ``full (reference: last 32 tokens, 3 epochs, lr 0.0001, batch 16)``."""
+        reference recipe, e.g. ``full (reference: last 32 tokens, 3 epochs, lr 0.0001, batch
+        16)``."""
         r = self.reference
         side = "last" if self.truncation_side == "left" else "first"
         return (

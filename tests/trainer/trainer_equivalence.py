@@ -7,8 +7,7 @@ BERT, labels 0, 2, 1, 2), with batches as a plain ``dict`` (``default_data_colla
 and the logged means in float64 without ``KLTrainer`` or ``kl_helpers.regularizer``.
 
 Run as ``torchrun --nproc_per_node=2 -m tests.trainer.trainer_equivalence OUT`` it trains every
-case on
-two processes (batch 2 × accumulation 1, and 1 × 2) and rank 0 saves the results to ``OUT``.
+case on two processes (batch 2 × accumulation 1, and 1 × 2) and rank 0 saves the results to ``OUT``.
 """
 
 from __future__ import annotations
