@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,15 @@ class RLConfig:
             )
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
+        for name in (
+            "num_generations", "prompts_per_step", "max_new_tokens", "steps", "lora_r",
+            "lora_alpha", "seed",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be an int, got {value!r}")
+        if isinstance(self.lora_targets, list):  # from JSON or a caller: compare and hash as one
+            object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if self.num_generations < 2:
             raise ValueError(
                 f"num_generations must be >= 2 (a baseline), got {self.num_generations}"
@@ -83,8 +93,11 @@ class RLConfig:
         for name in ("prompts_per_step", "max_new_tokens", "steps", "lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0 or self.lr <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("temperature, lr and max_grad_norm must be > 0")
+        if not (self.temperature > 0 and self.lr > 0 and self.max_grad_norm > 0):  # NaN too
+            raise ValueError(
+                f"temperature, lr and max_grad_norm must be > 0, got {self.temperature}, "
+                f"{self.lr}, {self.max_grad_norm}"
+            )
 
     @property
     def batch_size(self) -> int:
@@ -130,6 +143,8 @@ def response_mask(responses: torch.Tensor, eos_id: int | Sequence[int] | None) -
 def _grouped(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
     if rewards.ndim != 1:
         raise ValueError(f"rewards must be 1-D (one per response), got {tuple(rewards.shape)}")
+    if not rewards.is_floating_point():  # 0/1 rewards: the float32 advantages of their values
+        rewards = rewards.float()
     if num_generations < 2 or rewards.numel() % num_generations:
         raise ValueError(
             f"need num_generations >= 2 dividing {rewards.numel()} rewards, got {num_generations}"
@@ -180,6 +195,7 @@ def rl_loss(
 
     ``policy_logp``/``ref_logp`` (B, T): log-probs of the sampled tokens (0 off ``mask``), the
     reference's detached here. Loss = −mean_b A_b·Σ_t log π(y_bt) [+ β·mean_b Σ_t k3_bt].
+    Raises ValueError for an empty batch (B = 0: no mean).
     """
     if kl_estimator not in KL_PLACEMENTS:
         raise ValueError(f"kl_estimator must be one of {KL_PLACEMENTS}, got {kl_estimator!r}")
@@ -194,6 +210,8 @@ def rl_loss(
         )
     if not math.isfinite(beta) or beta < 0:
         raise ValueError(f"beta must be finite and >= 0, got {beta}")
+    if policy_logp.shape[0] == 0:
+        raise ValueError(f"rl_loss needs at least one response, got {tuple(policy_logp.shape)}")
     mask = mask.to(torch.bool)
     est = token_estimates(policy_logp, ref_logp, mask)  # k_i(log ρ = 0) = 0 off the mask
     k1 = masked_sum(est["k1"], mask).detach()
