@@ -48,7 +48,7 @@ def test_integer_rewards_give_float_advantages():
         assert got.tolist() == pytest.approx(naive([float(r) for r in rewards], 3), rel=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore:std.. degrees of freedom:UserWarning")
+@pytest.mark.filterwarnings("ignore:std...degrees of freedom:UserWarning")
 def test_empty_rewards_give_empty_advantages():
     for fn in (rloo_advantages, group_advantages):
         assert fn(torch.zeros(0), 2).shape == (0,)
