@@ -11,6 +11,9 @@ With G = 1 the whole sequence runs in one forward. Both give the same numbers (t
 
 from __future__ import annotations
 
+import math
+import operator
+
 import torch
 
 from kl_helpers._validate import check_same_shape
@@ -20,11 +23,26 @@ from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
 
 
+def _tensors(*values):
+    """Each of ``values`` as a tensor (lists, tuples and NumPy arrays read by ``as_tensor``)."""
+    return tuple(v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in values)
+
+
 def check_pairs(prompt_ids, prompt_mask, responses, resp_mask, num_generations: int = 1) -> None:
-    """Raise ValueError naming the shapes unless ids and masks match and prompts (P, L) and
-    responses (P·G, T) fit (G = ``num_generations`` ≥ 1)."""
+    """Raise ValueError naming the shapes unless ids and masks match and prompts (P ≥ 1, L) and
+    responses (P·G, T) fit (G = ``num_generations``, an int ≥ 1). Lists, tuples and NumPy arrays
+    are read as tensors."""
+    prompt_ids, prompt_mask, responses, resp_mask = _tensors(
+        prompt_ids, prompt_mask, responses, resp_mask
+    )
     check_same_shape(prompt_ids, prompt_mask, ("prompt_ids", "prompt_mask"))
     check_same_shape(responses, resp_mask, ("responses", "resp_mask"))
+    try:
+        if isinstance(num_generations, bool):
+            raise TypeError
+        num_generations = operator.index(num_generations)
+    except TypeError:
+        raise ValueError(f"num_generations must be an int, got {num_generations!r}") from None
     if num_generations < 1:
         raise ValueError(f"num_generations must be >= 1, got {num_generations}")
     if (
@@ -36,6 +54,28 @@ def check_pairs(prompt_ids, prompt_mask, responses, resp_mask, num_generations: 
             f"prompt_ids {tuple(prompt_ids.shape)} and responses {tuple(responses.shape)} must be "
             f"(P, L) and (P·G, T) with G = num_generations = {num_generations}"
         )
+    if prompt_ids.shape[0] == 0:
+        raise ValueError(f"need at least one prompt, got prompt_ids {tuple(prompt_ids.shape)}")
+
+
+def _in_vocabulary(model, ids: torch.Tensor, mask: torch.Tensor, name: str) -> torch.Tensor:
+    """``ids`` with masked-out ids outside the vocabulary replaced by 0 (no position attends to
+    them and their own outputs are not used; ids inside it are left as they are); ValueError
+    naming an unmasked id outside [0, V)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    size = getattr(embeddings, "num_embeddings", None)
+    if size is None:
+        return ids
+    outside = (ids < 0) | (ids >= size)
+    if not outside.any():  # one check (one sync on a GPU) on the usual path
+        return ids
+    unmasked = outside & mask.bool()
+    if unmasked.any():
+        raise ValueError(
+            f"{name} holds id {ids[unmasked][0].item()} outside the vocabulary [0, {size}) at an "
+            "unmasked position"
+        )
+    return ids.masked_fill(outside, 0)
 
 
 def _full_logits(model, prompt_ids, prompt_mask, responses, resp_mask):
@@ -71,19 +111,35 @@ def response_logits(
     model, prompt_ids, prompt_mask, responses, resp_mask, temperature=1.0, num_generations=1
 ):
     """Logits (B, T, V) / ``temperature`` that predicted each response token, and their log-probs
-    (B, T), 0 off ``resp_mask``, both on the model's device (inputs are moved there).
+    (B, T), 0 off ``resp_mask``, both on the model's device (inputs are moved there), float32 for
+    a float16/bfloat16 model, else in the model's dtype.
 
     ``prompt_ids`` (P, L) are left-padded prompts, each followed by ``num_generations`` = G of the
     B = P·G ``responses`` (prompt-major rows); with G > 1 each prompt runs once and its KV cache
     serves its G responses (same numbers as repeating the prompts with G = 1). Left padding is
     handled by position ids from the attention mask; only response positions are projected onto
-    the vocabulary (``logits_to_keep``). Runs under the caller's grad mode. Raises ValueError
-    naming the shapes if ids and masks, or prompts and responses, do not fit.
+    the vocabulary (``logits_to_keep``). Runs under the caller's grad mode. Masked-out positions
+    (padding, after EOS) may hold any id (−100, ids past the vocabulary); ids, masks may be lists
+    or NumPy arrays. Raises ValueError naming the shapes if ids and masks, or prompts and
+    responses, do not fit, or if there are no prompts; naming the id for an unmasked id outside
+    the vocabulary; unless ``temperature`` is finite and > 0.
     """
+    prompt_ids, prompt_mask, responses, resp_mask = _tensors(
+        prompt_ids, prompt_mask, responses, resp_mask
+    )
     check_pairs(prompt_ids, prompt_mask, responses, resp_mask, num_generations)
+    if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     responses, resp_mask = responses.to(device), resp_mask.to(device)
+    prompt_ids = _in_vocabulary(model, prompt_ids, prompt_mask, "prompt_ids")
+    responses = _in_vocabulary(model, responses, resp_mask, "responses")
+    if num_generations > 1 and responses.shape[1] == 0:  # nothing to share a cache with
+        prompt_ids, prompt_mask = (
+            t.repeat_interleave(num_generations, dim=0) for t in (prompt_ids, prompt_mask)
+        )
+        num_generations = 1
     if num_generations == 1:
         logits = _full_logits(model, prompt_ids, prompt_mask, responses, resp_mask)
     else:
@@ -104,6 +160,9 @@ def reference_logits(
     """:func:`response_logits` of π_ref, no gradient, on the device of the network that runs:
     ``ref_model`` if given, else the same network with its LoRA adapters disabled
     (``reference.reference_view``, eval mode)."""
+    prompt_ids, prompt_mask, responses, resp_mask = _tensors(
+        prompt_ids, prompt_mask, responses, resp_mask
+    )
     check_pairs(prompt_ids, prompt_mask, responses, resp_mask, num_generations)
     with torch.no_grad(), reference_view(policy, ref_model) as ref:
         return response_logits(
