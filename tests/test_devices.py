@@ -25,7 +25,7 @@ Adapted or exempt, with the reason:
   (``predict_logits``, ``frozen_reference``, ``train_loop``) are checked here, and their
   results (``RunResult.probs``, histories) are built with ``.cpu()``/``.tolist()``.
 - Loaders (``llm.load_causal_lm``, ``models.load_classifier``) move weights with ``.to(device)``
-  only; ``rl_runs.run_rl`` saves adapters with ``.cpu()``.
+  only; ``rl.runs.run_rl`` saves adapters with ``.cpu()``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Notebook 09's one experiment config: which prompts make the policy and the reference, and how
-much sampling and enumeration it does (full, or quick for CI via ``beta_sweep.quick_mode``).
+much sampling and enumeration it does (full, or quick for CI via ``runtime.quick_mode``).
 Introduced in notebook 09.
 """
 

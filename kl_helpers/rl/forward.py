@@ -6,7 +6,7 @@ Rows are prompt-major: P prompts, each followed by its G = ``num_generations`` r
 after it; with gradient (the policy forward) the prompt's keys and values stay in the graph, so
 LoRA on q/v gets the gradient that reaches it through the responses' attention to the prompt.
 With G = 1 the whole sequence runs in one forward. Both give the same numbers (tests in
-``tests/rl/test_forward.py``). Used by ``rl_loop`` (notebook 10).
+``tests/rl/test_forward.py``). Used by ``rl.loop`` (notebook 10).
 """
 
 from __future__ import annotations

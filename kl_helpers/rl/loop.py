@@ -5,7 +5,7 @@ The policy is the causal LM with LoRA adapters (``peft``); the reference is the 
 Sampling is ``sampling.sample_tokens`` (KV cache, temperature only, whatever the checkpoint's
 generation config sets), so that the samples come from the π whose log-probs the loss uses.
 Each prompt is run once per step in each of sampling, the reference forward and the policy
-forward; its KV cache serves its ``num_generations`` responses (``rl_forward``).
+forward; its KV cache serves its ``num_generations`` responses (``rl.forward``).
 Prompts are left-padded; the response mask drops prompt, padding and everything after a
 response's first EOS. Cached runs: ``kl_helpers.rl.runs``. Introduced in notebook 10.
 """

@@ -23,7 +23,7 @@ RLOO and GRPO trainers are ``transformers.Trainer`` subclasses that need ``datas
 (reward scaling, token averaging, clipping), and expose no per-token tensors for a unit test or a
 notebook figure. Their reference for a new LoRA adapter is the one we use (adapter disabled). On a
 2-core CPU one step of ours is one sampling loop, two forward passes and one backward, each
-prompt run once in each (``rl_forward``); nothing in it needs the Trainer
+prompt run once in each (``rl.forward``); nothing in it needs the Trainer
 (``benchmarks/bench_trl.py`` times it against ``RLOOTrainer``). Introduced in notebook 10.
 """
 

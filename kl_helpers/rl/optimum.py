@@ -71,7 +71,7 @@ def pool_frontier(
     pools: Sequence[dict], betas: Sequence[float], value_keys: Sequence[str] = ("gold",)
 ) -> list[dict[str, float]]:
     """The exact optimum over each prompt's pool (``reward`` = the optimised reward, plus
-    ``value_keys``, lists per entry as ``rl_plan.reference_pool`` returns them), averaged over the
+    ``value_keys``, lists per entry as ``rl.runs.reference_pool`` returns them), averaged over the
     prompts, one row per β: ``beta``, ``kl`` (nats), ``reward``, each value key, and ``kl_cap``
     (the mean of log M: no policy over the pool can be further from it)."""
     if not pools:
