@@ -26,14 +26,22 @@ from kl_helpers.reference import evaluated
 def best_of_n_kl_bound(n: int) -> float:
     """log n − (n − 1)/n (nats): Beirami et al.'s (2024) upper bound on KL(π_BoN‖π_ref), reached
     only when no single response carries noticeable probability under π_ref. 0 for n = 1."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
+    n = _check_n(n)
     return math.log(n) - (n - 1) / n
 
 
+_MAX_POWER = 2**63 - 1  # x ** n for x ≤ 1 − 2⁻⁵³ is 0 in float64 from here on: larger n, same
+
+
 def _check_n(n: int) -> int:
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
+    """``n`` as an int ≥ 1 (2.0, NumPy and 0-d tensor integers included); ValueError naming it
+    for anything else (bool, NaN, ±inf, 2.5, a string)."""
+    try:
+        ok = not isinstance(n, (bool, str, bytes)) and int(n) == n and n >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
     return int(n)
 
 
@@ -41,16 +49,18 @@ def best_of_n_probs(ref_probs: object, rewards: object, n: int) -> torch.Tensor:
     """π_BoN over the outcomes of ``ref_probs`` (1-D, sums to 1), exactly; float64, same shape.
 
     ``rewards`` (same shape) rank the outcomes; outcomes with equal rewards form one block, which
-    gets F^n − F⁻^n and shares it in proportion to π_ref (see the module docstring). Raises
-    ValueError for mismatched shapes, non-finite rewards or n < 1.
+    gets F^n − F⁻^n and shares it in proportion to π_ref (see the module docstring); F of the
+    best block is 1 exactly, so any n (however large) gives a distribution. Raises ValueError for
+    mismatched shapes, non-finite rewards or an n that is not a positive integer.
     """
-    n = _check_n(n)
+    n = min(_check_n(n), _MAX_POWER)
     q, r = discrete_outcomes(ref_probs, rewards)
     order = torch.argsort(r, stable=True)
     q_sorted, r_sorted = q[order], r[order]
     _, block = torch.unique_consecutive(r_sorted, return_inverse=True)
     mass = torch.zeros(int(block.max()) + 1, dtype=torch.float64).index_add_(0, block, q_sorted)
     upper = torch.cumsum(mass, 0).clamp(max=1.0)  # F at each block
+    upper[-1] = 1.0  # not 1 − 1e-16 from rounding, which the power of a huge n sends to 0
     lower = torch.cat([upper.new_zeros(1), upper[:-1]])  # F⁻ at each block
     block_p = upper**n - lower**n
     share = torch.where(mass[block] > 0, q_sorted / mass[block], torch.zeros_like(q_sorted))
@@ -70,7 +80,7 @@ def best_of_n_kl(ref_probs: object, rewards: object, n: int) -> float:
 def uniform_pool_kl(m: int, n: int) -> float:
     """KL(π_BoN‖π_pool) for a pool of ``m`` distinct responses at 1/m each with distinct rewards:
     p_k = (k/m)^n − ((k−1)/m)^n for the k-th worst, so it depends on m and n only (nats)."""
-    m, n = _check_n(m), _check_n(n)
+    m, n = _check_n(m), min(_check_n(n), _MAX_POWER)
     k = torch.arange(1, m + 1, dtype=torch.float64)
     p = (k / m) ** n - ((k - 1) / m) ** n
     keep = p > 0
@@ -106,14 +116,15 @@ def one_token_responses(
     with ``response_prefix``, of the token that follows that start of the assistant's answer.
 
     One forward pass of ``model`` (no gradient, eval mode; every submodule's own mode is restored
-    afterwards) gives softmax(logits / temperature) over the vocabulary; ``top_p`` < 1 keeps the
-    smallest set of most likely tokens whose mass reaches ``top_p`` and renormalises (nucleus
-    sampling's distribution: still exact). Returns
+    afterwards) gives softmax(logits / temperature) over the vocabulary (uniform for
+    ``temperature=math.inf``; tokens whose probability underflows to 0 are left out); ``top_p``
+    < 1 keeps the smallest set of most likely tokens whose mass reaches ``top_p`` and
+    renormalises (nucleus sampling's distribution: still exact). Returns
     ``probs`` (K,) float64 on the CPU summing to 1, most likely first, the token ``ids`` (K,),
     the ``texts`` decoded as the RL loop decodes a response (special tokens such as EOS decode
     to "", an empty response) and ``kept_mass``, the mass of the kept tokens before renormalising.
     """
-    if temperature <= 0:
+    if not temperature > 0:  # NaN too
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
@@ -145,15 +156,15 @@ def best_of_n_pool(rewards: torch.Tensor, texts: list[str], n: int) -> dict[str,
     (c_k/M)^n, so p_k = (c_k/M)^n − (c_{k−1}/M)^n (c_k: pool samples up to rank k). Distinct
     responses with equal rewards share their block's probability in proportion to their counts.
     Returns the merged responses' ``p`` (BoN), ``q`` (pool), ``reward`` and ``index`` (one pool
-    row per response), sorted by reward, and ``kl`` = Σ p log(p/q) (nats).
+    row per response: the text's first, whose reward the merged response takes), sorted by
+    reward, and ``kl`` = Σ p log(p/q) (nats).
     """
     rewards = torch.as_tensor(rewards, dtype=torch.float64).reshape(-1)
     if rewards.numel() != len(texts) or not texts:
         raise ValueError(f"need one reward per text, got {rewards.numel()} and {len(texts)}")
     if not torch.isfinite(rewards).all():
         raise ValueError("rewards must be finite")
-    if int(n) != n or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n}")
+    n = min(_check_n(n), _MAX_POWER)
     first: dict[str, int] = {}
     counts: dict[str, int] = {}
     for i, t in enumerate(texts):
