@@ -1,5 +1,6 @@
 # make run   - create .venv, install, execute every notebook in order (outputs saved in place)
-# make test  - same set-up, then ruff, unit tests, nbval over every notebook
+# make test  - same set-up, then ruff + import contracts, unit tests, nbval over every notebook,
+#              and the web book's build (make book)
 # make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
 # make other-models - notebooks 06-11 on models other than the saved ones, every cell must run
 #              (both take NB="06 10" to run only the cases of the notebooks a change touched)
@@ -43,8 +44,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check kl_helpers tests benchmarks conftest.py
 	$(BIN)/lint-imports --no-cache  # the package's architecture contracts (pyproject.toml)
 
+# The web book's browser tests run in `make book-check` only (they need the built site and Chromium).
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --ignore=tests/book
 
 # nbval re-executes every notebook against its saved outputs: on the models those outputs came
 # from (the bundled MiniLM and SmolLM2 GGUF, even where the Hub answers), 07 and 09 in quick mode, and a fresh
@@ -56,7 +58,8 @@ nbval: $(STAMP)
 		$(BIN)/python -m pytest -q --nbval --nbval-current-env $(NOTEBOOKS) \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout=1800
 
-test: lint unit nbval
+# The book is built from the saved notebooks with warnings as errors: a broken cell or link fails.
+test: lint unit nbval book
 
 # NB selects notebooks by number for `edits` and `other-models`: `make edits NB="06 10"` runs the cases
 # of the notebooks a change touched (all of them when NB is empty).
