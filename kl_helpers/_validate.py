@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
+
 import torch
 
 PROB_ATOL = 1e-5  # rows of a probability table must sum to 1 within this tolerance
@@ -79,7 +82,8 @@ def discrete_outcomes(ref_probs: object, rewards: object) -> tuple[torch.Tensor,
 def token_ids(value: object, name: str = "eos_token_id") -> tuple[int, ...] | None:
     """``None``, one token id or several (``generation_config.eos_token_id`` may be a list, as for
     Llama 3) as a tuple of distinct non-negative ints in the given order; None for None or an
-    empty list. Raises ValueError on anything else (a negative id, a float, a nested list)."""
+    empty list. Ids may be Python or NumPy ints, a tensor or a NumPy array. Raises ValueError on
+    anything else (a negative id, a bool, a float, a nested list)."""
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
@@ -87,13 +91,14 @@ def token_ids(value: object, name: str = "eos_token_id") -> tuple[int, ...] | No
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a token id or a list of them, got {value!r}")
     try:
-        items = [value] if isinstance(value, int) else list(value)  # type: ignore[call-overload]
+        items = [value] if isinstance(value, numbers.Integral) else list(value)  # type: ignore
     except TypeError:
         raise ValueError(f"{name} must be a token id or a list of them, got {value!r}") from None
     ids: list[int] = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral) or item < 0:
             raise ValueError(f"{name} must be a token id or a list of them, got {value!r}")
+        item = int(item)
         if item not in ids:
             ids.append(item)
     return tuple(ids) or None
@@ -102,3 +107,14 @@ def token_ids(value: object, name: str = "eos_token_id") -> tuple[int, ...] | No
 def is_any(tokens: torch.Tensor, ids: tuple[int, ...]) -> torch.Tensor:
     """Bool tensor like ``tokens``: True where the token is one of ``ids``."""
     return torch.isin(tokens, torch.tensor(ids, dtype=tokens.dtype, device=tokens.device))
+
+
+def integer(value: object, name: str) -> int:
+    """``value`` as an int (a Python or NumPy int, a 0-d integer tensor); ValueError naming
+    ``name`` for anything else (a bool, a float such as 2.0, a string)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(f"{name} must be an int, got {value!r}") from None
