@@ -37,6 +37,11 @@ def _rewards_like(rewards: object, ref: torch.Tensor) -> torch.Tensor:
     return rewards
 
 
+def _best_supported(ref: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+    """max r over the responses π_ref supports, per row (keepdim)."""
+    return rewards.masked_fill(ref <= 0, -math.inf).amax(dim=-1, keepdim=True)
+
+
 def kl_regularised_reward(
     logits: torch.Tensor, ref_logits: torch.Tensor, rewards: torch.Tensor, beta: float
 ) -> torch.Tensor:
@@ -56,7 +61,8 @@ def kl_regularised_reward(
 def optimal_policy(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) -> torch.Tensor:
     """π* = π_ref·exp(r/β) / Z over the last dim, in log space: softmax(log π_ref + r/β).
 
-    β → 0 puts all mass on the best response(s) that π_ref supports; β = ``math.inf`` returns π_ref.
+    β → 0 puts all mass on the best response(s) that π_ref supports (also where r/β overflows,
+    down to the smallest subnormal β); β = ``math.inf`` returns π_ref.
     """
     beta = _check_beta(beta)
     ref = as_float_tensor(ref_probs)
@@ -64,18 +70,29 @@ def optimal_policy(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) 
     rewards = _rewards_like(rewards, ref)
     if math.isinf(beta):
         return ref.clone()
-    return F.softmax(torch.log(ref) + rewards / beta, dim=-1)
+    shift = rewards / beta
+    if not torch.isfinite(shift).all():  # tiny β: shift by the best supported reward first
+        shift = ((rewards - _best_supported(ref, rewards)) / beta).masked_fill(ref <= 0, 0.0)
+    return F.softmax(torch.log(ref) + shift, dim=-1)
 
 
 def optimal_value(ref_probs: torch.Tensor, rewards: torch.Tensor, beta: float) -> torch.Tensor:
-    """max_π J(π) = β·log Σ π_ref exp(r/β) (a soft maximum of the rewards), in nats."""
+    """max_π J(π) = β·log Σ π_ref exp(r/β) (a soft maximum of the rewards), in nats: from the best
+    reward π_ref supports (β → 0) to E_π_ref[r] (β → ∞; ``math.inf`` gives it exactly).
+
+    Computed as m + β·log1p(Σ π_ref·expm1((r − m)/β)) with m the best supported reward and π_ref
+    normalised, so huge β (1e16) and subnormal β stay accurate.
+    """
     beta = _check_beta(beta)
     ref = as_float_tensor(ref_probs)
     check_probabilities(ref, "ref_probs")
     rewards = _rewards_like(rewards, ref)
     if math.isinf(beta):
         return (ref * rewards).sum(dim=-1)
-    return beta * torch.logsumexp(torch.log(ref) + rewards / beta, dim=-1)
+    best = _best_supported(ref, rewards)
+    weights = ref / ref.sum(dim=-1, keepdim=True)
+    terms = torch.where(ref > 0, weights * torch.expm1((rewards - best) / beta), 0.0)
+    return best.squeeze(-1) + beta * torch.log1p(terms.sum(dim=-1))
 
 
 @dataclass(frozen=True)
