@@ -131,21 +131,25 @@ def _check(input_ids, attention_mask, max_new_tokens, min_new_tokens, temperatur
     return max_new_tokens, min_new_tokens
 
 
-def _in_vocabulary(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``ids`` with padded (mask 0) ids outside the vocabulary replaced by 0 (nothing attends to
-    them); ValueError naming an unmasked id outside [0, V)."""
+def ids_in_vocabulary(
+    model, ids: torch.Tensor, mask: torch.Tensor, name: str = "input_ids"
+) -> torch.Tensor:
+    """``ids`` with masked-out (mask 0) ids outside the vocabulary replaced by 0: nothing attends
+    to them and their outputs are not used (ids inside it are left as they are). ValueError
+    naming an unmasked id outside [0, V). One check (one sync on a GPU) on the usual path. Used
+    by the sampler and by ``rl.forward``."""
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     size = getattr(embeddings, "num_embeddings", None)
     if size is None:
         return ids
     outside = (ids < 0) | (ids >= size)
-    if not outside.any():  # one check on the usual path
+    if not outside.any():
         return ids
     unmasked = outside & (mask != 0)
     if unmasked.any():
         raise ValueError(
-            f"input_ids holds id {ids[unmasked][0].item()} outside the vocabulary [0, {size}) at "
-            "an unmasked position"
+            f"{name} holds id {ids[unmasked][0].item()} outside the vocabulary [0, {size}) at an "
+            "unmasked position"
         )
     return ids.masked_fill(outside, 0)
 
@@ -216,7 +220,7 @@ def sample_tokens(
     uniform = math.isinf(torch.tensor(float(temperature), dtype=torch.float32).item())
     device = model_device(model)
     mask = attention_mask.to(device=device, dtype=torch.long)
-    ids = _in_vocabulary(model, input_ids.to(device), mask)
+    ids = ids_in_vocabulary(model, input_ids.to(device), mask)
     extra = {"logits_to_keep": 1} if "logits_to_keep" in forward_parameters(model) else {}
     cache_name = cache_argument(model)
     if not use_cache:

@@ -17,7 +17,12 @@ import operator
 import torch
 
 from kl_helpers._validate import check_same_shape
-from kl_helpers.llm.sampling import cache_argument, forward_parameters, shared_prefill
+from kl_helpers.llm.sampling import (
+    cache_argument,
+    forward_parameters,
+    ids_in_vocabulary,
+    shared_prefill,
+)
 from kl_helpers.llm.token_kl import token_log_probs
 from kl_helpers.reference import reference_view
 from kl_helpers.regularizer import masked_sum, per_token_divergence
@@ -56,26 +61,6 @@ def check_pairs(prompt_ids, prompt_mask, responses, resp_mask, num_generations: 
         )
     if prompt_ids.shape[0] == 0:
         raise ValueError(f"need at least one prompt, got prompt_ids {tuple(prompt_ids.shape)}")
-
-
-def _in_vocabulary(model, ids: torch.Tensor, mask: torch.Tensor, name: str) -> torch.Tensor:
-    """``ids`` with masked-out ids outside the vocabulary replaced by 0 (no position attends to
-    them and their own outputs are not used; ids inside it are left as they are); ValueError
-    naming an unmasked id outside [0, V)."""
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    size = getattr(embeddings, "num_embeddings", None)
-    if size is None:
-        return ids
-    outside = (ids < 0) | (ids >= size)
-    if not outside.any():  # one check (one sync on a GPU) on the usual path
-        return ids
-    unmasked = outside & mask.bool()
-    if unmasked.any():
-        raise ValueError(
-            f"{name} holds id {ids[unmasked][0].item()} outside the vocabulary [0, {size}) at an "
-            "unmasked position"
-        )
-    return ids.masked_fill(outside, 0)
 
 
 def _full_logits(model, prompt_ids, prompt_mask, responses, resp_mask):
@@ -133,8 +118,8 @@ def response_logits(
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     responses, resp_mask = responses.to(device), resp_mask.to(device)
-    prompt_ids = _in_vocabulary(model, prompt_ids, prompt_mask, "prompt_ids")
-    responses = _in_vocabulary(model, responses, resp_mask, "responses")
+    prompt_ids = ids_in_vocabulary(model, prompt_ids, prompt_mask, "prompt_ids")
+    responses = ids_in_vocabulary(model, responses, resp_mask, "responses")
     if num_generations > 1 and responses.shape[1] == 0:  # nothing to share a cache with
         prompt_ids, prompt_mask = (
             t.repeat_interleave(num_generations, dim=0) for t in (prompt_ids, prompt_mask)
