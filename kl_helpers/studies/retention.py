@@ -265,7 +265,8 @@ def trained_reference(
             full, data, model=model, tokenizer=tokenizer, model_name=name, on_trained=keep
         )
         model.load_state_dict(kept)
-        save_run(run, results_dir)
+        # the run's own folder: its key was computed when it started (the source may have changed)
+        weights = save_run(run, results_dir) / WEIGHTS_FILE
         save_model(model, str(weights))
     load_model(model, str(weights))
     return Reference(model.eval(), tokenizer, run, f"{name}+reviews-{run.key}")

@@ -160,6 +160,20 @@ def test_reference_weights_are_kept_and_reloaded(cache):
     assert not torch.allclose(second.run.prob("final", "test"), second.run.prob("start", "test"))
 
 
+def test_the_source_changing_while_the_reference_trains_does_not_lose_its_weights(
+    tmp_path, monkeypatch
+):
+    """make run stopped in notebook 08 when kl_helpers was edited during the reference's training:
+    the weights were written next to a key computed before the run, whose folder never existed."""
+    from kl_helpers.engine import results
+
+    calls = iter(range(1000))
+    monkeypatch.setattr(results, "code_fingerprint", lambda root=None: f"edit{next(calls):08d}")
+    reference = retention.trained_reference(TINY, HELD_OUT, tmp_path)
+    folder = results.run_dir(tmp_path, reference.run.config, reference.run.key)
+    assert (folder / retention.WEIGHTS_FILE).is_file()
+
+
 def test_run_task_and_table_with_replay(cache):
     reference = retention.trained_reference(TINY, HELD_OUT, cache)  # read back from the cache
     plan = dataclasses.replace(
