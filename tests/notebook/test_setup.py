@@ -1,15 +1,18 @@
 """Every notebook's Colab badge and set-up cell agree with the one source,
 ``kl_helpers.notebook.setup``;
-the cell's Colab branch, run here with a fake ``google.colab`` and a fake pip, stops with a message
-when the install fails and installs the notebook's own wheels when it succeeds."""
+the cell, run here as IPython runs it with a fake Colab shell and a fake pip, stops at a line that
+says what to do when the install fails and sets up its own notebook when it succeeds."""
 
 import json
 import re
+import shlex
+import subprocess
 import sys
-import types
+import traceback
 from pathlib import Path
 
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from kl_helpers.notebook import setup
 from tests.fake_pip import fake_python
@@ -50,15 +53,10 @@ def test_setup_cell_is_the_one_the_module_renders(path):
     _, code = _first_cells(path)
     assert code == setup.setup_cell(path.stem)
     lines = code.splitlines()
-    assert lines[0] == "# NBVAL_IGNORE_OUTPUT"
-    assert f'    SOURCE = "{setup.INSTALL_SOURCE}"' in lines
-    assert f'    install_notebook_assets("{path.stem}")' in lines
-    for line in (
-        "from kl_helpers.notebook.setup import setup_notebook",
-        "RUNTIME = setup_notebook(seed=0)",
-        "print(RUNTIME.summary())",
-    ):
-        assert line in lines
+    assert len(lines) <= 4 and all(len(line) <= 104 for line in lines)
+    assert f'    %pip install -q "{setup.INSTALL_SOURCE}"' in lines
+    assert lines[-1].startswith(f'RUNTIME = setup_notebook("{path.stem}")')
+    assert "NBVAL" not in code
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -77,43 +75,80 @@ def test_contributing_shows_the_cell_and_the_badge():
     assert setup.colab_badge("NN_name") in text
 
 
-def _run_cell_in_fake_colab(monkeypatch, tmp_path, path, exit_code, message=""):
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, exit_code, message))
-    installed: list[str] = []
-    monkeypatch.setattr(setup, "install_notebook_assets", installed.append)
-    summary = types.SimpleNamespace(summary=lambda: "fake runtime")
-    monkeypatch.setattr(setup, "setup_notebook", lambda seed: summary)
+class FakeShell:
+    """IPython's shell as the set-up cell uses it: its name says whether it is Colab's, and
+    ``%pip`` runs pip with ``python`` (IPython's own magic runs ``sys.executable -m pip``)."""
+
+    def __init__(self, colab: bool, python: str):
+        self.colab, self.python, self.pip_lines = colab, python, []
+
+    def __str__(self) -> str:
+        return "<google.colab._shell.Shell object>" if self.colab else "<ZMQInteractiveShell>"
+
+    def run_line_magic(self, name: str, line: str) -> None:
+        assert name == "pip"
+        self.pip_lines.append(line)
+        subprocess.run([self.python, "-m", "pip", *shlex.split(line)], check=False)
+
+
+def _run_cell(monkeypatch, tmp_path, path, colab: bool, exit_code=0, message=""):
+    """Run ``path``'s set-up cell as IPython would (its ``%pip`` line transformed by IPython),
+    with a fake shell and pip; if pip fails, nothing is installed and kl_helpers cannot load."""
+    shell = FakeShell(colab, fake_python(tmp_path, exit_code, message))
+    calls: list[str] = []
+    monkeypatch.setattr(setup, "setup_notebook", lambda notebook: calls.append(notebook) or "ran")
+    if exit_code != 0:
+        for name in [m for m in sys.modules if m == "kl_helpers" or m.startswith("kl_helpers.")]:
+            monkeypatch.setitem(sys.modules, name, None)  # `import` raises ModuleNotFoundError
     _, code = _first_cells(path)
-    namespace: dict = {}
-    try:
-        exec(compile(code, path.name, "exec"), namespace)
-    finally:
-        args = (tmp_path / "args").read_text().splitlines()
-    return installed, args, namespace
+    python = TransformerManager().transform_cell(code)
+    namespace: dict = {"get_ipython": lambda: shell}
+    exec(compile(python, path.name, "exec"), namespace)
+    return shell, calls, namespace
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS[:1] + NOTEBOOKS[-3:], ids=lambda p: p.stem)
-def test_failed_install_stops_the_cell_with_what_to_do(monkeypatch, tmp_path, path):
-    with pytest.raises(RuntimeError) as info:
-        _run_cell_in_fake_colab(monkeypatch, tmp_path, path, 1, "ERROR: network is unreachable")
-    message = str(info.value)
-    assert f"pip install '{setup.INSTALL_SOURCE}'" in message
-    assert "exit code 1" in message and "run this cell again" in message
-    assert "ERROR: network is unreachable" in message
+def test_failed_install_stops_the_cell_at_a_line_that_says_what_to_do(monkeypatch, tmp_path, path):
+    with pytest.raises(ModuleNotFoundError) as info:
+        _run_cell(monkeypatch, tmp_path, path, colab=True, exit_code=1, message="ERROR: offline")
+    line = traceback.extract_tb(info.tb)[-1]
+    assert line.filename == path.name and "kl_helpers" in str(info.value)
+    shown = setup.setup_cell(path.stem).splitlines()[line.lineno - 1]  # what the traceback shows
+    assert shown.startswith("from kl_helpers") and "Rerun this cell" in shown
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_successful_install_then_the_notebooks_own_assets(monkeypatch, tmp_path, path):
-    installed, args, namespace = _run_cell_in_fake_colab(monkeypatch, tmp_path, path, 0)
+def test_in_colab_the_cell_installs_the_package_then_sets_up_its_notebook(
+    monkeypatch, tmp_path, path
+):
+    shell, calls, namespace = _run_cell(monkeypatch, tmp_path, path, colab=True)
+    assert shell.pip_lines == [f'install -q "{setup.INSTALL_SOURCE}"']
+    args = (tmp_path / "args").read_text().splitlines()
     assert args == ["-m", "pip", "install", "-q", setup.INSTALL_SOURCE]
-    assert installed == [path.stem]
-    assert namespace["RUNTIME"].summary() == "fake runtime"
+    assert calls == [path.stem] and namespace["RUNTIME"] == "ran"
 
 
 def test_outside_colab_the_cell_installs_nothing(monkeypatch, tmp_path):
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    monkeypatch.setattr(setup, "setup_notebook", lambda seed: types.SimpleNamespace(summary=str))
-    _, code = _first_cells(NOTEBOOKS[0])
-    exec(compile(code, NOTEBOOKS[0].name, "exec"), {})
+    shell, calls, _ = _run_cell(monkeypatch, tmp_path, NOTEBOOKS[0], colab=False)
+    assert shell.pip_lines == [] and not (tmp_path / "args").exists()
+    assert calls == [NOTEBOOKS[0].stem]
+
+
+def test_setup_notebook_installs_the_notebooks_own_assets_in_colab_only(monkeypatch):
+    installed: list[str] = []
+    monkeypatch.setattr(setup, "install_notebook_assets", installed.append)
+    monkeypatch.setattr(setup, "in_colab", lambda: False)
+    setup.setup_notebook("10_rlhf", plot_style=False, verbose=False)
+    assert installed == []
+    monkeypatch.setattr(setup, "in_colab", lambda: True)
+    info = setup.setup_notebook("10_rlhf", plot_style=False, verbose=False)
+    assert installed == ["10_rlhf"] and info.seed == 0
+
+
+def test_failed_asset_install_says_what_to_do(tmp_path):
+    python = fake_python(tmp_path, 1, "ERROR: network is unreachable")
+    with pytest.raises(RuntimeError) as info:
+        setup.install_notebook_assets("08_forgetting", python=python)
+    message = str(info.value)
+    assert "exited with code 1" in message and "run this cell again" in message
+    assert "ERROR: network is unreachable" in message
