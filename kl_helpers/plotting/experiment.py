@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib as mpl
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 
 from kl_helpers.divergences import entropy
 from kl_helpers.engine.results import RunResult
-from kl_helpers.plotting import COLORS, get_ax
+from kl_helpers.plotting import COLORS, beta_color, get_ax
 
 # Roles in the class-distribution figure: the frozen reference, plain SFT, and one KL run each.
 ROLE_COLORS = {
@@ -25,10 +24,8 @@ LOSS_PARTS = ("total", "task", "kl")  # which LossHistory curve to draw
 
 
 def beta_colors(betas: Sequence[float], cmap: str = "viridis") -> dict[float, tuple]:
-    """One colour per β from ``cmap`` (low β dark, high β light)."""
-    colormap = mpl.colormaps[cmap]
-    span = np.linspace(0.05, 0.85, max(len(betas), 1))
-    return {b: colormap(x) for b, x in zip(sorted(betas), span, strict=True)}
+    """Each β's colour in the series' palette (:func:`kl_helpers.plotting.beta_color`)."""
+    return {b: beta_color(b, cmap) for b in betas}
 
 
 def plot_loss_histories(
