@@ -2,7 +2,7 @@
 # make test  - same set-up, then ruff + import contracts, unit tests, nbval over every notebook,
 #              and the web book's build (make book)
 # make edits - notebooks 06, 07, 08 and 10 with edited parameters (papermill), every cell must run
-# make other-models - notebooks 06-11 on models other than the saved ones, every cell must run
+# make other-models - notebooks 06-12 on models other than the saved ones, every cell must run
 #              (both take NB="06 10" to run only the cases of the notebooks a change touched)
 # make colab-check - Colab's GPU image (Python 3.13 + constraints/colab-gpu-2026-08.txt) in
 #              .venv-colab/, installed as the Colab cell installs it; unit tests + nbval (slow)
@@ -72,7 +72,7 @@ space := $(subst ,, )
 edits: $(STAMP)
 	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py $(ONLY_NB)
 
-# Notebooks 06-11 in quick mode on models other than the saved ones (the bundled MiniLM and SmolLM2
+# Notebooks 06-12 in quick mode on models other than the saved ones (the bundled MiniLM and SmolLM2
 # cut to fewer layers, built offline under build/other-models): every cell must run, the saved-run
 # claims are skipped, none of the others may fail. Slow, so not in `test`. LAYERS="MINILM SMOLLM2"
 # picks the depths of the cut models (default "3 10"; e.g. LAYERS="5 20" for a second depth).

@@ -6,7 +6,7 @@ never the other way round (``make lint`` checks it with import-linter; see pypro
 
 - ``notebook``  what only the notebooks need: the set-up cell, claims of a saved run
 - ``plotting``  figure helpers that take and return an ``Axes``, by topic
-- ``rl`` (10) RLHF with a KL penalty, Best-of-N, the exact optimum; ``trainer`` (11) the
+- ``rl`` (10) RLHF with a KL penalty, Best-of-N, the exact optimum; ``trainer`` (12) the
   regulariser as a ``transformers.Trainer``
 - ``llm`` (09) language models token by token; ``studies`` (07-08) β sweep, what the penalty keeps
 - ``theory`` (01-05) exact small problems; ``engine`` (06) the training engine; ``data`` the

@@ -1,7 +1,7 @@
 """Checks for the notebooks' edit cells: what a reader may change there, validated once.
 
 Notebooks 06 (βs, seed, shown β), 07 (grid, seeds), 10 (the sweep's βs, through ``RLHFPlan``) and
-11 (the run) pass the edited values through these functions in the cell right after the edit
+12 (the run) pass the edited values through these functions in the cell right after the edit
 cell (08 validates its plan in ``retention.edited_plan``), so an inconsistent edit fails there
 with a message that says what to change, and every later cell derives what it shows from what
 ran. Introduced in notebook 06.

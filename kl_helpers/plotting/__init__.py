@@ -5,7 +5,7 @@ Nothing is changed at import time; :func:`use_style` applies the series' look wh
 
 - ``gaussians`` (01, 02), ``fitting`` (03), ``family`` (04), ``optimization`` (05)
 - ``experiment`` (06), ``beta`` (07), ``retention`` (08), ``token_kl`` (09), ``rl`` (10),
-  ``trainer`` (11)
+  ``trainer`` (12)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures for notebook 11: two implementations' training curves and their step-wise gap."""
+"""Figures for notebook 12: two implementations' training curves and their step-wise gap."""
 
 from __future__ import annotations
 

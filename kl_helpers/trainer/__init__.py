@@ -1,4 +1,4 @@
-"""The regulariser as a ``transformers.Trainer``: notebook 11.
+"""The regulariser as a ``transformers.Trainer``: notebook 12.
 
 - ``kl_trainer``: ``KLTrainer`` and ``KLTrainingArguments``
 - ``utils``: causal-LM detection, the reference under accelerate / FSDP / DeepSpeed, LoRA,

@@ -1,6 +1,6 @@
 """The command line of ``KLTrainer``: ``python -m kl_helpers.trainer`` (torchrun / accelerate
 launch), and ``kl_training_arguments`` that makes the Trainer do what the notebook-06 engine does.
-Introduced in notebook 11.
+Introduced in notebook 12.
 """
 
 from __future__ import annotations

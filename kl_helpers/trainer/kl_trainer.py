@@ -13,7 +13,7 @@ same mixed precision as the policy, never DDP-wrapped; sharded under FSDP and Ze
 PEFT/LoRA policy (``--lora_r``) the reference is the policy with its adapters disabled, no copy.
 For a fixed classification dataset its logits can be computed once (``add_reference_logits``).
 Run ``python -m kl_helpers.trainer --help`` for the command line (torchrun / accelerate launch).
-Introduced in notebook 11.
+Introduced in notebook 12.
 """
 
 from __future__ import annotations

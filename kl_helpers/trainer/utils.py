@@ -1,6 +1,6 @@
 """What ``KLTrainer`` needs around the core: model-kind detection, the reference under
 accelerate (DDP, FSDP, DeepSpeed), reference logits for a dataset, LoRA and log helpers.
-Introduced in notebook 11.
+Introduced in notebook 12.
 """
 
 from __future__ import annotations
