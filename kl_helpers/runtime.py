@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,3 +130,47 @@ def show_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
     return not any(os.environ.get(name) for name in NO_PROGRESS_ENVS)
+
+
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    desc: str,
+    total: int | None = None,
+    progress: bool | None = None,
+):
+    """A ``tqdm.auto`` bar, on or off as :func:`show_progress` says, that stays when done.
+
+    In a notebook, tqdm draws a widget whose plain-text copy (what GitHub, nbval and a notebook
+    without widget state show) is written once, when the bar appears ("0/13"). This bar rewrites
+    its display when it closes, so a saved notebook reads as finished ("13/13"). Elsewhere it is
+    tqdm's text bar. Use it as tqdm: iterate, ``update``, ``set_postfix``; close it (a loop over
+    the bar closes it at the end).
+    """
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    disable = not show_progress(progress)
+    if disable or not issubclass(tqdm, notebook_tqdm):  # tqdm.auto picked its text bar
+        return tqdm(iterable, desc=desc, total=total, disable=disable)
+    return _finished_notebook_bar()(iterable, desc=desc, total=total)
+
+
+def _finished_notebook_bar() -> type:
+    """tqdm's notebook bar, displayed with an id so that ``close`` can redraw it (see above)."""
+    from IPython.display import display
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    class FinishedNotebookBar(notebook_tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, display=False, **kwargs)
+            self._handle = display(self.container, display_id=True)
+            self.displayed = True
+
+        def close(self) -> None:
+            super().close()
+            if getattr(self, "_handle", None) is not None:
+                self._handle.update(self.container)
+                self._handle = None
+
+    return FinishedNotebookBar

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kl_helpers.notebook.setup import setup_notebook
-from kl_helpers.runtime import pick_device, seed_everything, set_cpu_threads
+from kl_helpers.runtime import pick_device, progress_bar, seed_everything, set_cpu_threads
 
 
 def test_env_var_forces_device(monkeypatch):
@@ -36,3 +36,29 @@ def test_threads(monkeypatch):
             set_cpu_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_progress_bar_is_off_when_asked_and_tqdms_text_bar_outside_a_notebook(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("KL_NO_PROGRESS", raising=False)
+    off = progress_bar(range(3), desc="runs", progress=False)
+    assert off.disable and list(off) == [0, 1, 2]
+    on = progress_bar(total=4, desc="pool", progress=True)
+    assert not on.disable and "notebook" not in type(on).__module__
+    on.update(4)
+    on.close()
+    assert on.n == 4
+
+
+def test_a_saved_notebook_shows_the_bar_finished():
+    """Executed as `make run` executes a notebook: the bar's saved plain text reads 3/3, not 0/3."""
+    import nbclient
+    import nbformat
+
+    code = "from kl_helpers import runtime\nfor _ in runtime.progress_bar(range(3), desc='a'): pass"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    env_cell = "import os; os.environ.pop('CI', None); os.environ.pop('KL_NO_PROGRESS', None)"
+    nb.cells.insert(0, nbformat.v4.new_code_cell(env_cell))
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    texts = [o["data"]["text/plain"] for o in nb.cells[1].outputs if "data" in o]
+    assert len(texts) == 1 and "a: 100%" in texts[0] and "3/3" in texts[0], texts

@@ -26,7 +26,7 @@ from kl_helpers.engine.results import (
 from kl_helpers.engine.training import Replay, make_optimizer, train_loop
 from kl_helpers.precision import adamw_implementation, autocast_dtype, fused_adamw_available
 from kl_helpers.reference import ReferenceLogits, frozen_reference, predict_logits
-from kl_helpers.runtime import pick_device, seed_everything, show_progress
+from kl_helpers.runtime import pick_device, progress_bar, seed_everything
 
 
 def resolve_device(config: ExperimentConfig) -> torch.device:
@@ -184,15 +184,13 @@ def run_sweep(
     same texts are computed once for all runs from one start model (``reference_logits``: pass
     one to share them between sweeps, e.g. task and replay runs on the same held-out texts).
     """
-    from tqdm.auto import tqdm
-
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
     choices: dict[str | None, models.ModelChoice] = {}
     tokenizers: dict[str, object] = {}
     start_models: dict[tuple[str, int, int], torch.nn.Module] = {}
     out: list[RunResult] = []
     reference_logits = reference_logits if reference_logits is not None else ReferenceLogits()
-    bar = tqdm(configs, desc="runs", disable=not show_progress(progress), leave=False)
+    bar = progress_bar(configs, desc="runs", progress=progress)
     for config in bar:
         bar.set_postfix_str(config.label)
         device = resolve_device(config)

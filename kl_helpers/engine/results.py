@@ -27,7 +27,7 @@ from kl_helpers.engine.config import ExperimentConfig
 
 RESULTS_ENV = "KL_RESULTS"  # override the results folder
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # kl_helpers/: the source the fingerprint hashes
-NOT_FINGERPRINTED = ("plotting",)  # subpackages that draw numbers but never change them
+NOT_FINGERPRINTED = ("plotting", "notebook")  # draw or check numbers, never change them
 FORMAT_VERSION = 1  # bump when the on-disk layout changes; older folders are then rerun
 PROB_KINDS: tuple[str, ...] = ("reference", "start", "final")
 

@@ -24,7 +24,7 @@ from kl_helpers.reference import evaluated
 from kl_helpers.regularizer import masked_sum
 from kl_helpers.rl.forward import reference_logits, response_kl, response_logits
 from kl_helpers.rl.loss import RLConfig, response_mask, rl_loss
-from kl_helpers.runtime import seed_everything, show_progress
+from kl_helpers.runtime import progress_bar, seed_everything
 
 RewardFn = Callable[[list[str]], torch.Tensor]  # decoded responses -> (B,) rewards
 EvalFn = Callable[[torch.nn.Module], dict]  # policy -> {metric: float, optional "texts": [str]}
@@ -175,8 +175,6 @@ def train_policy(
     go to ``history.evals``. Its sampling does not disturb the training's (seeds are per step).
     The history holds Python floats and strings (nothing on a device).
     """
-    from tqdm.auto import tqdm
-
     if eval_every < 0 or (eval_every > 0) != (evaluate is not None):
         raise ValueError("pass evaluate and eval_every > 0 together (or neither)")
     if len(prompts) < config.prompts_per_step:
@@ -196,7 +194,7 @@ def train_policy(
 
     if eval_every:
         run_eval(0)
-    bar = tqdm(range(config.steps), desc=config.label, disable=not show_progress(progress))
+    bar = progress_bar(range(config.steps), desc=config.label, progress=progress)
     for step in bar:
         at = (step * config.prompts_per_step + torch.arange(config.prompts_per_step)) % len(order)
         batch = [prompts[int(i)] for i in order[at]]

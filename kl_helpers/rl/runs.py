@@ -35,7 +35,7 @@ from kl_helpers.rl.loop import (
     train_policy,
 )
 from kl_helpers.rl.loss import RLConfig
-from kl_helpers.runtime import show_progress
+from kl_helpers.runtime import progress_bar
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,6 @@ def reference_pool(
     import json
     from pathlib import Path
 
-    from tqdm.auto import tqdm
-
     if size < 1 or chunk < 1:
         raise ValueError(f"size and chunk must be >= 1, got {size} and {chunk}")
     results_dir = Path(results_dir) if results_dir is not None else default_results_dir()
@@ -174,7 +172,7 @@ def reference_pool(
     folder = results_dir / f"bon-pool-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    bar = tqdm(total=len(prompts) * size, desc="π_ref pool", disable=not show_progress(progress))
+    bar = progress_bar(total=len(prompts) * size, desc="π_ref pool", progress=progress)
     for i, prompt in enumerate(prompts):
         path = folder / f"prompt-{i}.json"
         if path.is_file():

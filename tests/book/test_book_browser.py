@@ -4,9 +4,9 @@ Serves build/book/html on 127.0.0.1 and drives headless Chromium (Debian's, thro
 at 1280x800. On every page: no console error, no failed request and no request to another host
 (requests off 127.0.0.1 are blocked and reported, never sent); every <img> decoded; maths typeset
 by the site's own MathJax, with no raw TeX left in the visible text; on notebook pages the Colab
-button and the download link name that page's notebook and the set-up cell is collapsed; saved
-widgets rendered; every link into the site resolves (HTTP 200, anchor present). A full-page
-screenshot of each page goes to build/book-screens/.
+button and the download link name that page's notebook, the set-up and check cells are collapsed
+and the check cell shows its table; saved widgets rendered; every link into the site resolves
+(HTTP 200, anchor present). A full-page screenshot of each page goes to build/book-screens/.
 
 Every check is a function that returns a list of problems. The tests at the end run the same
 functions on deliberately broken copies of a built page, so each check is shown to fail.
@@ -49,7 +49,11 @@ CHROMIUM_ARGS = [
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 COLAB = "https://colab.research.google.com/github/kl-regularization/kl-regularization/blob/main/"
 NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
-PAGES = ["docs/intro", *(f"notebooks/{name}" for name in NOTEBOOKS), "docs/notation"]
+# The reference pages in book/_toc.yml's order, after the notebooks (its "Reference" part).
+REFERENCE = re.findall(
+    r"^\s*- file: (docs/\w+)\s*$", (REPO / "book" / "_toc.yml").read_text(), re.M
+)
+PAGES = ["docs/intro", *(f"notebooks/{name}" for name in NOTEBOOKS), *REFERENCE]
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^$\s][^$\n]*\\[A-Za-z]+[^$\n]*\$")
 
 
@@ -225,28 +229,35 @@ def check_colab(page, notebook: str | None) -> list[str]:
 
 
 def check_notebook_page(page, notebook: str) -> list[str]:
-    """The download menu offers this notebook's .ipynb; the set-up cell's code is collapsed."""
+    """The download menu offers this notebook's .ipynb; the code of the set-up cell and of the
+    check cell (the first and the last code cell) is collapsed, and the check cell shows its table
+    of claims."""
     found = page.evaluate(
-        """() => ({
-            downloads: Array.from(document.querySelectorAll('.dropdown-download-buttons a'))
-                            .map(a => a.getAttribute('href')),
-            firstCell: (() => {
-                const cell = document.querySelector('.cell');
-                return cell ? {classes: cell.className,
-                               open: !!cell.querySelector('details.hide[open]'),
-                               hidden: !!cell.querySelector('details.hide')} : null;
-            })(),
-        })"""
+        """() => {
+            const state = cell => cell ? {classes: cell.className,
+                                          open: !!cell.querySelector('details.hide[open]'),
+                                          hidden: !!cell.querySelector('details.hide'),
+                                          table: !!cell.querySelector('.cell_output table')} : null;
+            const cells = Array.from(document.querySelectorAll('.cell'));
+            return {
+                downloads: Array.from(document.querySelectorAll('.dropdown-download-buttons a'))
+                                .map(a => a.getAttribute('href')),
+                firstCell: state(cells[0]),
+                lastCell: state(cells[cells.length - 1]),
+            };
+        }"""
     )
     problems = []
     ipynb = f"_sources/notebooks/{notebook}.ipynb"
     if not any(h and h.endswith(ipynb) for h in found["downloads"]):
         problems.append(f"no download link to {notebook}.ipynb: {found['downloads']}")
-    cell = found["firstCell"]
-    if cell is None or "tag_hide-input" not in cell["classes"] or not cell["hidden"]:
-        problems.append(f"the set-up cell is not collapsed: {cell}")
-    elif cell["open"]:
-        problems.append("the set-up cell is collapsible but open")
+    for name, cell in (("set-up", found["firstCell"]), ("check", found["lastCell"])):
+        if cell is None or "tag_hide-input" not in cell["classes"] or not cell["hidden"]:
+            problems.append(f"the {name} cell is not collapsed: {cell}")
+        elif cell["open"]:
+            problems.append(f"the {name} cell is collapsible but open")
+    if found["lastCell"] and not found["lastCell"]["table"]:
+        problems.append("the check cell shows no table of claims")
     return problems
 
 
