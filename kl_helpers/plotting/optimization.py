@@ -29,17 +29,20 @@ def plot_beta_tradeoff(
     for i, (name, losses) in enumerate(task_losses.items()):
         x, y = _np(losses), _np(kls[name])
         line = ax.plot(x, y, marker="o", label=name)[0]
-        offset = (5, 4) if i % 2 == 0 else (-8, -12)  # alternate sides so labels do not collide
+        # alternate sides (above right, below left) so labels collide neither with each other
+        # nor with a falling curve
+        offset, align = ((5, 4), "left") if i % 2 == 0 else ((-5, -12), "right")
         for b, xi, yi in zip(betas, x, y, strict=True):
             ax.annotate(
                 f"β={b:g}",
                 (xi, yi),
                 textcoords="offset points",
                 xytext=offset,
+                ha=align,
                 fontsize=8,
                 color=line.get_color(),
             )
-    ax.set_xlabel("task loss −log p_new(y) (nats)")
+    ax.set_xlabel("task loss −log p_θ(y) (nats)")
     ax.set_ylabel("KL to the reference, in the legend's direction (nats)")
     ax.set_title("β trades task loss against closeness to the reference")
     ax.legend()
@@ -50,14 +53,21 @@ def plot_policies(
     policies: Mapping[str, Sequence[float]],
     responses: Sequence[str],
     ax: Axes | None = None,
+    colors: Mapping[str, object] | None = None,
 ) -> Axes:
-    """Grouped bars of several distributions over the same responses (e.g. π_ref and π* per β)."""
+    """Grouped bars of several distributions over the same responses (e.g. π_ref and π* per β).
+
+    ``colors`` (name -> colour) fixes a bar's colour, e.g. ``beta_color(β)`` for each π*, so that
+    a β keeps its colour across panels; names it lacks take the default cycle.
+    """
     ax = get_ax(ax)
+    colors = colors or {}
     n = len(policies)
     width = 0.8 / n
     x = np.arange(len(responses))
     for i, (name, probs) in enumerate(policies.items()):
-        ax.bar(x + (i - (n - 1) / 2) * width, _np(probs), width=width, label=name)
+        offset = (i - (n - 1) / 2) * width
+        ax.bar(x + offset, _np(probs), width=width, color=colors.get(name), label=name)
     ax.set_xticks(x, list(responses))
     ax.set_xlabel("response")
     ax.set_ylabel("probability")
@@ -71,15 +81,18 @@ def plot_ascent_gaps(
     optima: Mapping[str, float],
     ax: Axes | None = None,
     floor: float = 1e-12,
+    colors: Mapping[str, object] | None = None,
 ) -> Axes:
     """Gap J* − J(π_t) to the closed-form optimum along gradient ascent, log scale, in nats.
 
-    Gaps below ``floor`` (float64 round-off) are drawn at the floor.
+    Gaps below ``floor`` (float64 round-off) are drawn at the floor. ``colors`` (name -> colour)
+    fixes a curve's colour (e.g. ``beta_color(β)``); names it lacks take the default cycle.
     """
     ax = get_ax(ax)
+    colors = colors or {}
     for name, history in histories.items():
         gap = np.maximum(optima[name] - _np(history), floor)
-        ax.semilogy(np.arange(len(gap)), gap, label=name)
+        ax.semilogy(np.arange(len(gap)), gap, color=colors.get(name), label=name)
     _floor_line(ax, floor)
     ax.set_xlabel("gradient-ascent step")
     ax.set_ylabel("J* − J(π_t) (nats)")
@@ -103,7 +116,7 @@ def plot_estimator_distributions(
     for name, v in values.items():
         ax.hist(v, bins=edges, histtype="step", lw=1.5, density=True, label=name)
     ax.axvline(exact, color=COLORS["reference"], ls="--", label=f"exact KL = {exact:.4f}")
-    ax.set_xlabel("estimate of KL(π‖π_ref) (nats)")
+    ax.set_xlabel("estimate of KL(π_θ‖π_ref) (nats)")
     ax.set_ylabel("density")
     ax.set_title("Sample-based KL estimators")
     ax.legend(fontsize=8)
