@@ -103,8 +103,35 @@ def test_ci_runs_the_readme_test_command():
 
 def test_every_install_path_installs_the_no_deps_wheels():
     assert "-m kl_helpers.assets" in (ROOT / "Makefile").read_text()
-    assert "python -m kl_helpers.assets" in (ROOT / "README.md").read_text()
+    # the conda route, on the page the README links for running the series
+    assert "python -m kl_helpers.assets" in (ROOT / "docs" / "running.md").read_text()
     assert "python -m kl_helpers.assets" in (ROOT / "environment.yml").read_text()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         # only what that notebook needs (tests/notebook/test_setup.py checks the whole cell)
         assert "install_notebook_assets(" in notebook.read_text(), notebook.name
+
+
+COLAB_URL = (
+    "https://colab.research.google.com/github/kl-regularization/kl-regularization/blob/main/"
+)
+
+
+def test_readme_lists_every_notebook_with_its_colab_badge():
+    readme = (ROOT / "README.md").read_text()
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        path = f"notebooks/{notebook.name}"
+        assert f"(./{path})" in readme, f"no link to {path} in the README's table"
+        assert f"]({COLAB_URL}{path})" in readme, f"no Colab badge for {path} in the README"
+
+
+def test_readme_and_docs_links_point_to_files_that_exist():
+    """Relative links of the README (./…, as docs/intro.md's include rewrites them for the web
+    book) and of the pages under docs/ resolve on GitHub: the file is in the repository."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\((?!https?://|#)([^)\s]+)\)", page.read_text()):
+            if page.name == "README.md":  # docs/intro.md includes it with `:relative-docs: ./`
+                assert target.startswith("./"), f"README link {target} does not start with ./"
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which is missing"
+    assert "(./docs/notation.md)" in (ROOT / "README.md").read_text()

@@ -3,7 +3,7 @@
 In Colab the notebooks run on bert-base-uncased and the Hub's SmolLM2, on ``cuda``; the saved
 outputs come from the bundled MiniLM and SmolLM2 GGUF on a CPU. The stand-ins here are those
 bundled models cut to fewer layers (``tests/other_models.py``: no network needed), passed through
-``KL_MODEL`` / ``KL_LLM`` as the README invites. Each notebook must run top to bottom in quick
+``KL_MODEL`` / ``KL_LLM`` (docs/running.md). Each notebook must run top to bottom in quick
 mode, skip its saved-run claims (its last cell says so) and fail none of those it asserts for any
 model. Slow (about 10 minutes), so marked ``other_models`` and left out of the default run.
 """
@@ -26,10 +26,11 @@ CASES = [
     "08_forgetting",
     "09_llm_token_kl",
     "10_rlhf",
+    "11_best_of_n",
     "12_trainer",
 ]
 GATED = CASES[
-    :5
+    :6
 ]  # notebooks with claims about their saved run (kl_helpers.notebook.claims.SAVED_RUNS)
 
 
@@ -68,5 +69,9 @@ def test_notebook_runs_on_another_model(name, folders, results_dir, tmp_path, mo
     errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, errors
     if name in GATED:
-        last = "".join(o.get("text", "") for o in cells[-1].get("outputs", []))
+        # the check cell's table: printed text, or the text/plain copy of its displayed report
+        last = "".join(
+            o.get("text", "") + o.get("data", {}).get("text/plain", "")
+            for o in cells[-1].get("outputs", [])
+        )
         assert "measured on the saved run" in last and "model: " in last, last
