@@ -125,13 +125,11 @@ def test_readme_lists_every_notebook_with_its_colab_badge():
 
 
 def test_readme_and_docs_links_point_to_files_that_exist():
-    """Relative links of the README (./…, as docs/intro.md's include rewrites them for the web
-    book) and of the pages under docs/ resolve on GitHub: the file is in the repository."""
+    """Relative links of the README (the web book's landing page) and of the pages under docs/
+    resolve on GitHub: the file is in the repository."""
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     for page in pages:
         for target in re.findall(r"\]\((?!https?://|#)([^)\s]+)\)", page.read_text()):
-            if page.name == "README.md":  # docs/intro.md includes it with `:relative-docs: ./`
-                assert target.startswith("./"), f"README link {target} does not start with ./"
             path = (page.parent / target.split("#")[0]).resolve()
             assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which is missing"
     assert "(./docs/notation.md)" in (ROOT / "README.md").read_text()

@@ -53,7 +53,7 @@ NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9]*.ipynb"))
 REFERENCE = re.findall(
     r"^\s*- file: (docs/\w+)\s*$", (REPO / "book" / "_toc.yml").read_text(), re.M
 )
-PAGES = ["docs/intro", *(f"notebooks/{name}" for name in NOTEBOOKS), *REFERENCE]
+PAGES = ["README", *(f"notebooks/{name}" for name in NOTEBOOKS), *REFERENCE]
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^$\s][^$\n]*\\[A-Za-z]+[^$\n]*\$")
 
 
@@ -406,14 +406,14 @@ def test_page(context, site, screens, docname):
 
 def test_every_notebook_has_a_page_in_order(context, site):
     """The sidebar lists the notebooks in numeric order, and "next" walks every page in order."""
-    load = open_page(context, f"{site}docs/intro.html")
+    load = open_page(context, f"{site}README.html")
     page = load.page
     try:
         sidebar = page.evaluate(
             "() => Array.from(document.querySelectorAll('.bd-sidenav a'))"
             ".map(a => new URL(a.href).pathname)"
         )
-        walked = ["docs/intro"]
+        walked = ["README"]
         for _ in range(len(PAGES)):
             following = page.query_selector("a.right-next")
             if following is None:
