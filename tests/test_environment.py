@@ -107,8 +107,9 @@ def test_every_install_path_installs_the_no_deps_wheels():
     assert "python -m kl_helpers.assets" in (ROOT / "docs" / "running.md").read_text()
     assert "python -m kl_helpers.assets" in (ROOT / "environment.yml").read_text()
     for notebook in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        # only what that notebook needs (tests/notebook/test_setup.py checks the whole cell)
-        assert "install_notebook_assets(" in notebook.read_text(), notebook.name
+        # setup_notebook(name) installs only what that notebook needs, in Colab
+        # (tests/notebook/test_setup.py checks the whole cell and that call)
+        assert f'setup_notebook(\\"{notebook.stem}\\")' in notebook.read_text(), notebook.name
 
 
 COLAB_URL = (
