@@ -3,7 +3,9 @@
 Each helper takes ``ax=None``, draws, and returns the Axes. Inputs are the rows of
 ``kl_helpers.studies.retention_scores.retention_table``: one per run, with ``fit_nll`` (the new
 task's training NLL, nats), held-out ``accuracy`` / ``macro_f1`` (unitless), ``nll`` and
-``kl_to_ref`` (nats). Bars span the min–max over seeds, markers are seed means.
+``kl_to_ref`` (nats). Bars span the min–max over seeds, markers are seed means. A figure of
+several panels can draw them with ``legend=False`` and gather one legend above them with
+``figure_legend``, so that no legend covers data.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.legend import Legend
 
 from kl_helpers.plotting import COLORS, get_ax
 from kl_helpers.plotting.beta import METHOD_STYLE
@@ -67,12 +71,13 @@ def plot_retention_tradeoff(
     annotate: bool = True,
     methods: tuple[str, ...] = ("forward", "reverse"),
     baselines: Mapping[str, float] | None = None,
+    legend: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
     """Retention ``y`` against new-task fit ``x`` for every (direction in ``methods``, where the
     KL is taken), one point per β (seed mean, min–max bars), SFT as a black star; ``reference``
     and each finite value of ``baselines`` (name → level, e.g. the class prior's NLL) a level
-    line."""
+    line; a legend where it covers least unless ``legend`` is False."""
     ax = get_ax(ax)
     rows = table[table["task"] == task]
     sft = _seed_stats(rows[rows["method"] == "sft"], [x, y])
@@ -112,7 +117,8 @@ def plot_retention_tradeoff(
     ax.set_ylabel(LABELS.get(y, y))
     which = " and ".join(methods)
     ax.set_title(f"{task}, {which}: kept vs new-task fit", fontsize=10)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -123,11 +129,12 @@ def plot_retention_vs_beta(
     reference: float | None = None,
     kl_on: str = "task",
     baselines: Mapping[str, float] | None = None,
+    legend: bool = True,
     ax: Axes | None = None,
 ) -> Axes:
     """Held-out ``metric`` against β (log axis) per direction, min–max band over seeds; SFT
     (β = 0) a dotted line, ``reference`` a solid one, each finite ``baselines`` value a grey
-    one."""
+    one; a legend where it covers least unless ``legend`` is False."""
     ax = get_ax(ax)
     rows = table[table["task"] == task]
     sft = rows[rows["method"] == "sft"][metric]
@@ -159,5 +166,26 @@ def plot_retention_vs_beta(
     ax.set_xlabel("β (log scale)")
     ax.set_ylabel(LABELS.get(metric, metric))
     ax.set_title(f"{task}: {LABELS.get(metric, metric)} against β")
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return ax
+
+
+def figure_legend(fig: Figure, ncol: int | None = None) -> Legend:
+    """One legend for every panel of ``fig``, above them (outside the data): each label once,
+    in the order the panels first use it; the panels' own legends are removed."""
+    entries: dict[str, object] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    return fig.legend(
+        list(entries.values()),
+        list(entries),
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=ncol or min(len(entries), 4) or 1,
+        fontsize=9,
+        frameon=False,
+    )

@@ -25,10 +25,10 @@ def plot_estimator_spread(
     ax.boxplot([_np(estimates[n]) for n in names], showmeans=True)
     ax.set_xticks(range(1, len(names) + 1), names)
     ax.axhline(reference, color="k", ls="--", lw=1, label=f"mean of exact sums = {reference:.2f}")
-    ax.set_xlabel("estimator of one response's KL(π‖π_ref)")
+    ax.set_xlabel("estimator of one response's KL(π_θ‖π_ref)")
     ax.set_ylabel("estimate per response (nats)")
     ax.set_title("Same responses, different estimators")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
@@ -52,7 +52,7 @@ def plot_token_trace(
 def plot_gradient_errors(
     sizes: Sequence[int], errors: Mapping[str, Sequence[float]], ax: Axes | None = None
 ) -> Axes:
-    """Mean relative error of gradient estimates against the exact ∇KL(π‖π_ref) vs sample size."""
+    """Mean relative error of gradient estimates against the exact ∇KL(π_θ‖π_ref) vs sample size."""
     ax = get_ax(ax)
     for name, values in errors.items():
         ax.plot(sizes, _np(values), marker="o", label=name)

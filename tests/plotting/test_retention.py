@@ -49,3 +49,21 @@ def test_baselines_are_drawn_as_levels_and_infinite_ones_skipped():
     ax = plot_retention_vs_beta(_table(), "article", baselines={"class prior": 0.6}, ax=axes[1])
     assert "class prior" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
+
+
+def test_figure_legend_gathers_each_label_once_above_the_panels():
+    from kl_helpers.plotting.retention import figure_legend
+
+    fig, axes = plt.subplots(1, 2)
+    for ax, y in zip(axes, (0.6, 0.7), strict=True):
+        plot_retention_tradeoff(_table(), "article", reference=y, legend=False, ax=ax)
+        assert ax.get_legend() is None
+    plot_retention_vs_beta(_table(), "article", reference=0.7, ax=axes[1])  # a panel legend
+    legend = figure_legend(fig)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert len(labels) == len(set(labels)) and "SFT" in labels and "reference p_ref" in labels
+    assert all(ax.get_legend() is None for ax in axes)
+    fig.canvas.draw()
+    top = max(ax.get_window_extent().y1 for ax in axes)
+    assert legend.get_window_extent().y0 >= top  # above the panels, over no data
+    plt.close(fig)
