@@ -13,15 +13,40 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from kl_helpers.plotting import COLORS, get_ax
+from kl_helpers.plotting import COLORS, beta_color, get_ax
 from kl_helpers.studies.metrics import ReliabilityBins
 from kl_helpers.theory import optima
 
-METHOD_STYLE = {  # colour and line style of each regulariser across notebook 07's figures
-    "forward": {"color": "#2e6fbf", "linestyle": "-", "label": "forward KL(r‖π)"},
-    "reverse": {"color": "#d35400", "linestyle": "--", "label": "reverse KL(π‖r)"},
-    "sft": {"color": COLORS["sft"], "linestyle": ":", "label": "SFT (β = 0)"},
+METHOD_STYLE = {  # colour, line style and marker of each regulariser across notebook 07's figures
+    "forward": {
+        "color": "#2e6fbf",
+        "linestyle": "-",
+        "marker": "o",
+        "label": "forward KL(p_ref‖p_θ)",
+    },
+    "reverse": {
+        "color": "#d35400",
+        "linestyle": "--",
+        "marker": "s",
+        "label": "reverse KL(p_θ‖p_ref)",
+    },
+    "sft": {"color": COLORS["sft"], "linestyle": ":", "marker": "D", "label": "SFT (β = 0)"},
 }
+REFERENCE_CMAP = (
+    "copper"  # colours of p_ref(y) in the closed-form figure: not viridis, which means β
+)
+
+
+def run_style(method: str, beta: float) -> dict[str, object]:
+    """How one (method, β) is drawn wherever colour means β: the series' β colour
+    (:func:`kl_helpers.plotting.beta_color`), the method's line style and marker."""
+    style = METHOD_STYLE["sft" if beta == 0 else method]
+    return {"color": beta_color(beta), "linestyle": style["linestyle"], "marker": style["marker"]}
+
+
+def _legend_outside(ax: Axes, **kwargs) -> None:
+    """The legend to the right of the Axes, where it covers no data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
 
 
 def plot_label_probability_vs_beta(
@@ -30,22 +55,24 @@ def plot_label_probability_vs_beta(
     ax: Axes | None = None,
     mark_crossings: bool = True,
 ) -> Axes:
-    """Optimal label probability π*_y against β (log axis) for both regularisers and each r_y.
+    """Optimal label probability p*(y) against β (log axis) for both regularisers and each
+    reference label probability p_ref(y) in ``r_ys``.
 
-    Forward KL solid, reverse KL dashed, one colour per r_y; a dot where the two cross.
+    Forward KL solid, reverse KL dashed, one colour per p_ref(y) (``REFERENCE_CMAP``, so that
+    the series' β colours keep their meaning); a dot where the two cross.
     """
     import matplotlib as mpl
 
     ax = get_ax(ax)
     betas = np.asarray(betas, dtype=float)
-    cmap = mpl.colormaps["viridis"]
+    cmap = mpl.colormaps[REFERENCE_CMAP]
     for i, r_y in enumerate(r_ys):
-        color = cmap(i / max(len(r_ys) - 1, 1) * 0.9)
+        color = cmap(0.1 + 0.8 * i / max(len(r_ys) - 1, 1))
         for method in optima.METHODS:
             p = optima.label_probability(method, r_y, betas).numpy()
             style = METHOD_STYLE[method]
             ax.plot(betas, p, color=color, linestyle=style["linestyle"])
-        ax.plot([], [], color=color, label=f"r_y = {r_y:g}")
+        ax.plot([], [], color=color, label=f"p_ref(y) = {r_y:g}")
         b = optima.crossing_beta(r_y) if mark_crossings else math.inf
         if math.isfinite(b) and betas.min() <= b <= betas.max():
             ax.plot([b], [optima.forward_kl_label_probability(r_y, b)], "o", color=color, ms=6)
@@ -55,16 +82,16 @@ def plot_label_probability_vs_beta(
     ax.set_xscale("log")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("β (log scale)")
-    ax.set_ylabel("optimal label probability π*_y")
+    ax.set_ylabel("optimal label probability p*(y)")
     ax.set_title("Closed-form optima: label probability against β")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="center left")  # the empty corner: small β, low probability
     return ax
 
 
 def plot_crossing_beta(
     r_ys: Sequence[float], ax: Axes | None = None, band: tuple[float, float] | None = (0.1, 0.9)
 ) -> Axes:
-    """β at which the two optima give the label equal probability, against r_y in (0, 1/2).
+    """β at which the two optima give the label equal probability, against p_ref(y) in (0, 1/2).
 
     Below the curve the reverse-KL optimum is sharper, above it the forward-KL one; ``band``
     shades a β range (the article's 0.1–0.9).
@@ -72,7 +99,7 @@ def plot_crossing_beta(
     ax = get_ax(ax)
     r = np.asarray([x for x in r_ys if 0 < x < 0.5], dtype=float)
     b = np.array([optima.crossing_beta(x) for x in r])
-    ax.plot(r, b, color="black", label="crossing β*(r_y)")
+    ax.plot(r, b, color="black", label="crossing β*(p_ref(y))")
     top = max(b.max(), 10.0) * 3
     ax.fill_between(r, b, top, color=METHOD_STYLE["forward"]["color"], alpha=0.12)
     ax.fill_between(r, 1e-3, b, color=METHOD_STYLE["reverse"]["color"], alpha=0.12)
@@ -84,9 +111,9 @@ def plot_crossing_beta(
     ax.set_yscale("log")
     ax.set_ylim(1e-2, top)
     ax.set_xlim(0, 0.6)
-    ax.set_xlabel("reference probability of the label r_y")
+    ax.set_xlabel("reference probability of the label, p_ref(y)")
     ax.set_ylabel("crossing β (log scale)")
-    ax.set_title("Which optimum is sharper, by r_y and β")
+    ax.set_title("Which optimum is sharper, by p_ref(y) and β")
     ax.legend(fontsize=8, loc="center right")
     return ax
 
@@ -94,27 +121,54 @@ def plot_crossing_beta(
 def plot_theory_vs_trained(
     table: pd.DataFrame, ax: Axes | None = None, tolerance: float | None = None
 ) -> Axes:
-    """Trained label probability (y) against the closed-form prediction (x), per method.
+    """Trained label probability (y) against the closed-form prediction (x).
 
-    ``table`` has columns ``method``, ``predicted`` and ``trained`` (one row per example and
-    run); ``tolerance`` draws the band |trained − predicted| ≤ tolerance around the diagonal.
+    ``table`` has columns ``method``, ``beta``, ``predicted`` and ``trained`` (one row per example
+    and run): colour is β (the series' palette), the marker the method. ``tolerance`` draws the
+    band |trained − predicted| ≤ tolerance around the diagonal. The legend sits right of the Axes.
     """
     ax = get_ax(ax)
     grid = np.linspace(0, 1, 2)
     ax.plot(grid, grid, color="grey", linewidth=1, label="trained = closed form")
     if tolerance is not None:
-        ax.fill_between(grid, grid - tolerance, grid + tolerance, color="grey", alpha=0.15)
-    for method, rows in table.groupby("method", sort=True):
-        style = METHOD_STYLE[method]
-        ax.scatter(
-            rows["predicted"], rows["trained"], s=18, color=style["color"], label=style["label"]
+        ax.fill_between(
+            grid,
+            grid - tolerance,
+            grid + tolerance,
+            color="grey",
+            alpha=0.15,
+            label=f"± {tolerance:g}",
         )
-    ax.set_xlim(0.2, 1.01)
-    ax.set_ylim(0.2, 1.01)
-    ax.set_xlabel("closed-form optimum π*_y")
-    ax.set_ylabel("trained model's p(y) (eval mode)")
-    ax.set_title("Train sentences: trained vs closed-form label probability")
-    ax.legend(fontsize=8)
+    for (method, beta), rows in table.groupby(["method", "beta"], sort=True):
+        style = run_style(method, beta)
+        ax.scatter(
+            rows["predicted"],
+            rows["trained"],
+            s=22,
+            color=style["color"],
+            marker=style["marker"],
+            edgecolors="white",
+            linewidths=0.4,
+        )
+    for method in sorted(table["method"].unique()):
+        ax.scatter(
+            [],
+            [],
+            color="grey",
+            marker=METHOD_STYLE[method]["marker"],
+            label=METHOD_STYLE[method]["label"],
+        )
+    for beta in sorted(table["beta"].unique()):
+        ax.scatter([], [], color=beta_color(beta), marker="o", label=f"β = {beta:g}")
+    low = max(
+        0.0, math.floor(20 * min(table["predicted"].min(), table["trained"].min())) / 20 - 0.05
+    )
+    ax.set_xlim(low, 1.01)  # from just below the lowest point: the points, not empty space
+    ax.set_ylim(low, 1.01)
+    ax.set_xlabel("closed-form optimum p*(y)")
+    ax.set_ylabel("trained model's p_θ(y) (eval mode)")
+    ax.set_title("Training sentences: trained vs closed form")
+    _legend_outside(ax)
     return ax
 
 
@@ -177,7 +231,7 @@ def plot_metric_vs_beta(
     ax.set_xlabel("β (log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{ylabel} against β ({'min–max' if spread == 'minmax' else '±1 sd'} over seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -188,11 +242,16 @@ def plot_tradeoff(
     xlabel: str,
     ylabel: str,
     ax: Axes | None = None,
+    legend: bool = True,
 ) -> Axes:
-    """Each (method, β) as a point (x, y) with its β written beside it; frontier points ringed.
+    """Each (method, β) as a point (x, y): colour is β (the series' palette), the marker and the
+    thin line joining a method's points are the method's; frontier points ringed.
 
     ``points`` has columns ``method``, ``beta``, ``x``, ``y`` and a boolean ``frontier``
     (see ``kl_helpers.studies.beta_sweep.pareto_frontier``); the frontier is joined by a grey line.
+    No text is written beside the points (close points would overlap); the legend, right of the
+    Axes, names the methods and the β colours (``legend=False``: none, e.g. for a figure's
+    first panel).
     """
     ax = get_ax(ax)
     for method, rows in points.groupby("method", sort=True):
@@ -201,21 +260,43 @@ def plot_tradeoff(
         ax.plot(
             rows[x],
             rows[y],
-            marker="o",
-            ms=5,
             color=style["color"],
             linestyle=style["linestyle"],
+            linewidth=1,
+            alpha=0.7,
+        )
+        ax.plot(
+            [],
+            [],
+            color=style["color"],
+            linestyle=style["linestyle"],
+            marker=style["marker"],
+            markerfacecolor="grey",
+            markeredgecolor="grey",
             label=style["label"],
         )
         for _, row in rows.iterrows():
-            ax.annotate(
-                f"β={row['beta']:g}",
-                (row[x], row[y]),
-                textcoords="offset points",
-                xytext=(4, 3),
-                fontsize=7,
-                color=style["color"],
+            drawn = run_style(method, row["beta"])
+            ax.scatter(
+                [row[x]],
+                [row[y]],
+                s=36,
+                color=drawn["color"],
+                marker=drawn["marker"],
+                edgecolors="white",
+                linewidths=0.5,
+                zorder=3,
             )
+    for beta in sorted(points["beta"].unique()):
+        sft = beta == 0
+        ax.scatter(
+            [],
+            [],
+            s=36,
+            color=beta_color(beta),
+            marker=METHOD_STYLE["sft"]["marker"] if sft else "o",
+            label="β = 0 (SFT)" if sft else f"β = {beta:g}",
+        )
     front = points[points["frontier"]].sort_values(x)
     ax.plot(
         front[x],
@@ -226,29 +307,48 @@ def plot_tradeoff(
         zorder=0,
         label="frontier (no point better in both)",
     )
-    ax.scatter(front[x], front[y], s=120, facecolors="none", edgecolors="black", linewidths=1)
+    ax.scatter(
+        front[x], front[y], s=130, facecolors="none", edgecolors="black", linewidths=1, zorder=4
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("Trade-off: task loss against KL to the reference (β beside each point)")
-    ax.legend(fontsize=8)
+    ax.set_title("Task loss against KL to the reference")
+    if legend:
+        _legend_outside(ax)
     return ax
 
 
-def plot_reliability(bins: Mapping[str, ReliabilityBins], ax: Axes | None = None) -> Axes:
+def plot_reliability(
+    bins: Mapping[str, ReliabilityBins],
+    ax: Axes | None = None,
+    styles: Mapping[str, Mapping[str, object]] | None = None,
+) -> Axes:
     """Reliability diagram: accuracy against mean confidence per confidence bin, per model.
 
     Marker area grows with the number of predictions in the bin; the diagonal is perfect
-    calibration.
+    calibration. ``styles`` maps a model's name to its ``color``/``linestyle``/``marker`` (e.g.
+    :func:`run_style`, so that colour means β as in the rest of the series); matplotlib's cycle
+    otherwise.
     """
     ax = get_ax(ax)
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, label="perfect calibration")
     for i, (name, b) in enumerate(bins.items()):
+        style = dict((styles or {}).get(name, {}))
+        marker = style.pop("marker", "o")
         used = (b.count > 0).numpy()
         conf = b.confidence.numpy()[used]
         acc = b.accuracy.numpy()[used]
         share = b.count.numpy()[used] / b.count.sum().item()
-        line = ax.plot(conf, acc, marker=None, label=name, zorder=2 + i)[0]
-        ax.scatter(conf, acc, s=20 + 400 * share, color=line.get_color(), alpha=0.6, zorder=2 + i)
+        line = ax.plot(conf, acc, label=name, zorder=2 + i, **style)[0]
+        ax.scatter(
+            conf,
+            acc,
+            s=20 + 400 * share,
+            color=line.get_color(),
+            marker=marker,
+            alpha=0.6,
+            zorder=2 + i,
+        )
     ax.set_xlim(0.3, 1.0)
     ax.set_ylim(0.0, 1.02)
     ax.set_xlabel("confidence (max probability), bin mean")

@@ -33,33 +33,72 @@ def plot_loss_histories(
     runs: Sequence[RunResult],
     part: str = "total",
     ax: Axes | None = None,
+    yscale: str = "linear",
 ) -> Axes:
     """Per-step loss (nats) of SFT (black dotted) and of each KL run (coloured by β).
 
     ``part``: "total" (the loss each run minimised: task + β·KL), "task" (cross-entropy) or
-    "kl" (the run's own KL term; forward KL(p_ref‖p_new) for SFT, where it is only a monitor).
+    "kl" (the run's own KL term; forward KL(p_ref‖p_θ) for SFT, where it is only a monitor).
+    Colour is β in the series' palette, and each run's β is also written at the right end of its
+    line, outside the Axes (nearby βs have nearby colours); ``yscale`` is the y axis' scale.
     """
     if part not in LOSS_PARTS:
         raise ValueError(f"part must be one of {LOSS_PARTS}, got {part!r}")
     ax = get_ax(ax)
     colors = beta_colors([r.config.beta for r in runs])
+    ends = []
     for run in sorted(runs, key=lambda r: r.config.beta):
         values = getattr(run.history, part)
         ax.plot(values, color=colors[run.config.beta], lw=1.4, label=f"β = {run.config.beta:g}")
+        ends.append((values[-1], f"β = {run.config.beta:g}", colors[run.config.beta]))
     sft_values = getattr(sft.history, "kl_forward" if part == "kl" else part)
     ax.plot(sft_values, color=COLORS["sft"], ls=":", lw=2, label="SFT")
+    ends.append((sft_values[-1], "SFT", COLORS["sft"]))
+    ax.set_yscale(yscale)
     ax.set_xlabel("optimizer step (1 step = 1 epoch here)")
     ax.set_ylabel(f"{part} loss (nats)" if part != "kl" else "KL term (nats)")
-    ax.legend(fontsize=8, ncol=2)
+    label_line_ends(ax, ends)
     return ax
+
+
+def label_line_ends(
+    ax: Axes, ends: Sequence[tuple[float, str, object]], min_gap: float = 0.055
+) -> list:
+    """Write each ``(y, text, color)`` just right of the Axes at the height of ``y`` (the value a
+    line ends on), moved apart to at least ``min_gap`` (a fraction of the Axes' height) so that
+    no two overlap; returns the Text objects. Call it after the scale and the data are set."""
+    ax.autoscale_view()
+    to_axes = ax.transData + ax.transAxes.inverted()
+    placed = sorted((to_axes.transform((0.0, y))[1], text, color) for y, text, color in ends)
+    heights = [h for h, _, _ in placed]
+    for i in range(1, len(heights)):  # push up whatever sits too close to the one below it
+        heights[i] = max(heights[i], heights[i - 1] + min_gap)
+    overflow = heights[-1] - 1.0 if heights else 0.0
+    if overflow > 0:  # then shift the whole stack down, keeping the gaps
+        heights = [h - overflow for h in heights]
+    return [
+        ax.text(
+            1.01,
+            h,
+            text,
+            color=color,
+            transform=ax.transAxes,
+            fontsize=8,
+            va="center",
+            clip_on=False,
+        )
+        for h, (_, text, color) in zip(heights, placed, strict=True)
+    ]
 
 
 def plot_class_distribution(
     dists: Mapping[str, torch.Tensor | Sequence[float]],
     label_names: Sequence[str],
     ax: Axes | None = None,
+    legend: bool = True,
 ) -> Axes:
-    """Grouped bars: each named model's class probabilities (one distribution per model)."""
+    """Grouped bars: each named model's class probabilities (one distribution per model), each bar
+    labelled with its value; ``legend=False`` leaves the legend to the figure."""
     ax = get_ax(ax)
     names = list(dists)
     width = 0.8 / max(len(names), 1)
@@ -73,7 +112,8 @@ def plot_class_distribution(
     ax.set_ylim(0, 1.1)
     ax.set_xlabel("class")
     ax.set_ylabel("predicted probability")
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -129,5 +169,5 @@ def plot_collapse_vs_beta(
         ax.axhline(ref_value, color=ROLE_COLORS["reference"], ls="--", label="reference")
     ax.set_xlabel("β")
     ax.set_ylabel("mean max probability" if metric == "max_prob" else "mean entropy (nats)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     return ax

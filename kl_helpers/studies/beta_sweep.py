@@ -1,5 +1,6 @@
 """Notebook 07's β sweep on the engine: the plan (quick or full, decided here only), the data
-adapter, held-out evaluation tables, the trade-off frontier, and theory-vs-trained tables.
+adapter, held-out evaluation tables, comparisons paired by seed with Student-t intervals, the
+trade-off frontier, and theory-vs-trained tables.
 
 Quick mode is on when $KL_QUICK is truthy or $CI is (CI sets CI=true); ``KL_QUICK=0`` forces the
 full sweep even under CI. Runs go through ``kl_helpers.engine.experiment.run_sweep``, so finished
@@ -10,12 +11,14 @@ runs are read back from the results cache and an interrupted sweep resumes. Intr
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from kl_helpers.data.article import LABEL_NAMES
 from kl_helpers.data.sentiment import SentimentConfig, make_sentiment_splits
@@ -265,3 +268,104 @@ def theory_table(results: Sequence[RunResult]) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def confidence_table(results: Sequence[RunResult]) -> pd.DataFrame:
+    """Per run and split ("train", "test"): method, β, seed, and the final model's (eval mode)
+    mean maximum probability and mean probability of the label over that split's sentences.
+
+    Notebook 06's Figure E in numbers; notebook 07 sets it beside the closed-form optima.
+    """
+    rows = []
+    for r in results:
+        for split, labels in (("train", r.train_labels), ("test", r.test_labels)):
+            p = r.prob("final", split)
+            y = torch.as_tensor(labels, dtype=torch.long)
+            rows.append(
+                {
+                    "method": r.config.method,
+                    "beta": r.config.beta,
+                    "seed": r.config.seed,
+                    "split": split,
+                    "max_prob": p.max(-1).values.mean().item(),
+                    "label_prob": p[torch.arange(len(y)), y].mean().item(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` and its two-sided ``level`` Student-t interval: ``(mean, low, high)``.
+
+    The interval is mean ± t(n − 1) · sd / √n with the sample sd (ddof = 1); with one value it is
+    (−inf, inf). ValueError for no values, a non-finite value or ``level`` outside (0, 1).
+    """
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"values must be a non-empty 1-D sequence, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"values must be finite, got {x.tolist()}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return mean, -math.inf, math.inf
+    half = (
+        float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    )
+    return mean, mean - half, mean + half
+
+
+Run = tuple[str, float]  # (method, β) of a sweep run; plain SFT is ("sft", 0.0)
+
+
+def seed_comparisons(
+    table: pd.DataFrame,
+    split: str,
+    metric: str,
+    pairs: Sequence[tuple[Run, Run]],
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """For each ``(a, b)`` in ``pairs``: ``metric`` on ``split`` of run a minus run b, paired by
+    seed (a seed fixes the head's initialisation, the data order and dropout of every run) over
+    the seeds both ran, as the mean difference and its :func:`t_interval`.
+
+    ``table`` is :func:`evaluation_table`'s. One row per pair, indexed by (a, b) named as
+    :func:`run_name` names them, with columns ``mean``, ``low``, ``high``, ``n`` (seeds) and
+    ``interval`` (text, e.g. ``-0.178 [-0.304, -0.051]``).
+    ValueError for a pair with no seed in common.
+    """
+    rows = table[table["split"] == split]
+
+    def per_seed(run: Run) -> pd.Series:
+        method, beta = run
+        chosen = rows[(rows["method"] == method) & (rows["beta"] == beta)]
+        return chosen.groupby("seed")[metric].mean()
+
+    out = []
+    if not pairs:
+        return pd.DataFrame(columns=["mean", "low", "high", "n", "interval"])
+    for a, b in pairs:
+        diff = (per_seed(a) - per_seed(b)).dropna()
+        if diff.empty:
+            raise ValueError(f"runs {a} and {b} share no seed with {metric!r} on split {split!r}")
+        mean, low, high = t_interval(diff.to_numpy(), level)
+        out.append(
+            {
+                "mean": mean,
+                "low": low,
+                "high": high,
+                "n": len(diff),
+                "interval": f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]",
+            }
+        )
+    index = pd.MultiIndex.from_tuples(
+        [(run_name(a), run_name(b)) for a, b in pairs], names=["a", "b"]
+    )
+    return pd.DataFrame(out, index=index)
+
+
+def run_name(run: Run) -> str:
+    """``"SFT"`` for β = 0, else e.g. ``"forward β=0.3"``."""
+    method, beta = run
+    return "SFT" if beta == 0 else f"{method} β={beta:g}"

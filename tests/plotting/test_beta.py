@@ -10,8 +10,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from kl_helpers.plotting import beta as pb  # noqa: E402
+from kl_helpers.plotting import beta_color  # noqa: E402
 from kl_helpers.studies import metrics  # noqa: E402
-from kl_helpers.theory import optima
+from kl_helpers.theory import optima  # noqa: E402
 
 
 def _sweep_table():
@@ -35,14 +36,41 @@ def test_label_probability_curves_and_crossing_dots():
     plt.close(fig)
 
 
+def test_label_probability_colours_are_not_the_beta_palette():
+    fig, ax = plt.subplots()
+    pb.plot_label_probability_vs_beta(np.logspace(-2, 2, 20), [0.1, 0.3, 0.6], ax=ax)
+    curve_colours = {tuple(ln.get_color()) for ln in ax.lines if ln.get_label().startswith("p_ref")}
+    assert len(curve_colours) == 3
+    betas = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    assert not curve_colours & {beta_color(b) for b in betas}
+    plt.close(fig)
+
+
 def test_crossing_and_theory_plots_return_axes():
     fig, axes = plt.subplots(1, 2)
     assert pb.plot_crossing_beta(np.linspace(0.01, 0.49, 30), ax=axes[0]) is axes[0]
     table = pd.DataFrame(
-        {"method": ["forward", "reverse"], "predicted": [0.6, 0.9], "trained": [0.62, 0.93]}
+        {
+            "method": ["forward", "reverse", "reverse"],
+            "beta": [0.1, 0.1, 0.9],
+            "predicted": [0.6, 0.9, 0.7],
+            "trained": [0.62, 0.93, 0.72],
+        }
     )
     assert pb.plot_theory_vs_trained(table, ax=axes[1], tolerance=0.05) is axes[1]
+    points = [c for c in axes[1].collections if len(c.get_offsets())]
+    colours = [tuple(c.get_facecolor()[0]) for c in points[1:]]  # after the tolerance band
+    assert colours == [beta_color(0.1), beta_color(0.1), beta_color(0.9)]  # colour is β
+    labels = axes[1].get_legend_handles_labels()[1]
+    assert {"β = 0.1", "β = 0.9", pb.METHOD_STYLE["reverse"]["label"]} <= set(labels)
     plt.close(fig)
+
+
+def test_run_style_colours_by_beta_and_marks_the_method():
+    assert pb.run_style("forward", 0.3)["color"] == pb.run_style("reverse", 0.3)["color"]
+    assert pb.run_style("forward", 0.3)["color"] == beta_color(0.3)
+    assert pb.run_style("forward", 0.3)["marker"] != pb.run_style("reverse", 0.3)["marker"]
+    assert pb.run_style("reverse", 0.0) == pb.run_style("forward", 0.0)  # β = 0 is SFT
 
 
 @pytest.mark.parametrize("spread", ["minmax", "std"])
@@ -74,6 +102,16 @@ def test_tradeoff_rings_the_frontier():
     assert pb.plot_tradeoff(pts, "x", "y", "KL (nats)", "NLL (nats)", ax=ax) is ax
     rings = ax.collections[-1].get_offsets()
     assert len(rings) == 2
+    assert not ax.texts  # no β written beside the points: nothing to overlap
+    drawn = {
+        tuple(map(float, c.get_offsets()[0])): tuple(c.get_facecolor()[0])
+        for c in ax.collections[:-1]
+        if len(c.get_offsets()) == 1
+    }
+    assert drawn[(0.2, 0.8)] == drawn[(0.5, 0.9)] == beta_color(1.0)  # same β, same colour
+    assert drawn[(1.0, 0.3)] == beta_color(0.1)
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= ax.bbox.x1  # off the data
     plt.close(fig)
 
 
@@ -85,6 +123,11 @@ def test_reliability_diagram():
     fig, ax = plt.subplots()
     assert pb.plot_reliability(bins, ax=ax) is ax
     assert ax.get_lines()[0].get_label() == "perfect calibration"
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    pb.plot_reliability(bins, ax=ax, styles={"model": pb.run_style("reverse", 1.0)})
+    line = ax.get_lines()[1]
+    assert line.get_color() == beta_color(1.0) and line.get_linestyle() == "--"
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ from kl_helpers.engine.config import ExperimentConfig  # noqa: E402
 from kl_helpers.engine.results import LossHistory, RunResult  # noqa: E402
 from kl_helpers.plotting.experiment import (  # noqa: E402
     beta_colors,
+    label_line_ends,
     plot_class_distribution,
     plot_collapse_vs_beta,
     plot_loss_histories,
@@ -66,6 +67,10 @@ def test_loss_histories_draw_one_line_per_run_plus_sft(runs):
     assert plot_loss_histories(runs[0], runs[1:3], "total", ax=ax) is ax
     assert len(ax.lines) == 3
     assert ax.lines[0].get_ydata()[0] == pytest.approx(1.0 + 0.1 * 0.1)  # task + beta * fkl
+    labels = {t.get_text(): t for t in ax.texts}  # each line's β at its end, outside the Axes
+    assert set(labels) == {"β = 0.1", "β = 0.5", "SFT"}
+    assert all(t.get_position()[0] > 1 for t in labels.values())
+    assert labels["β = 0.1"].get_color() == ax.lines[0].get_color()
     with pytest.raises(ValueError, match="part must be"):
         plot_loss_histories(runs[0], runs[1:3], "bogus", ax=ax)
     plt.close(fig)
@@ -78,6 +83,10 @@ def test_class_distribution_bars_and_roles(runs):
     assert torch.allclose(dists["SFT"], torch.tensor([0.9, 0.05, 0.05], dtype=torch.float64))
     assert plot_class_distribution(dists, ("a", "b", "c"), ax=ax) is ax
     assert len(ax.patches) == 4 * 3
+    assert ax.get_legend() is not None
+    ax.clear()
+    plot_class_distribution(dists, ("a", "b", "c"), ax=ax, legend=False)
+    assert ax.get_legend() is None  # the figure carries one legend for its panels
     with pytest.raises(ValueError, match="which must be"):
         role_distributions(runs[0], runs[0], runs[2], runs[4], "train:0")
     plt.close(fig)
@@ -97,3 +106,16 @@ def test_collapse_vs_beta_lines(runs):
 def test_beta_colors_distinct():
     colors = beta_colors([0.9, 0.1, 0.5])
     assert len(set(colors.values())) == 3
+
+
+def test_line_end_labels_keep_apart_and_inside_the_height():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ends = [(0.50, "a", "k"), (0.51, "b", "k"), (0.52, "c", "k"), (0.99, "d", "k"), (1.0, "e", "k")]
+    texts = label_line_ends(ax, ends, min_gap=0.05)
+    heights = sorted(t.get_position()[1] for t in texts)
+    assert all(b - a >= 0.05 - 1e-12 for a, b in zip(heights[:-1], heights[1:], strict=True))
+    assert max(heights) <= 1.0 + 1e-12
+    order = [t.get_text() for t in sorted(texts, key=lambda t: t.get_position()[1])]
+    assert order == ["a", "b", "c", "d", "e"]  # the order of the line ends is kept
+    plt.close(fig)

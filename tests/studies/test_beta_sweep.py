@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,61 @@ def test_theory_table_uses_the_closed_form():
     r_y = r.prob("reference", "train")[1, r.train_labels[1]].item()
     assert row["predicted"] == pytest.approx(optima.reverse_kl_label_probability(r_y, 0.5))
     assert row["gap"] == pytest.approx(row["trained"] - row["predicted"])
+
+
+def test_confidence_table_against_a_loop():
+    runs = [_fake_result("forward", 0.5, 0), _fake_result("reverse", 0.5, 0)]
+    table = beta_sweep.confidence_table(runs)
+    assert len(table) == 4 and set(table["split"]) == {"train", "test"}
+    r = runs[1]
+    p, labels = r.prob("final", "test"), r.test_labels
+    row = table[(table.method == "reverse") & (table.split == "test")].iloc[0]
+    assert row["max_prob"] == pytest.approx(sum(max(p[i].tolist()) for i in range(len(p))) / len(p))
+    assert row["label_prob"] == pytest.approx(sum(p[i, y].item() for i, y in enumerate(labels)) / 8)
+
+
+def test_t_interval_against_the_t_table():
+    mean, low, high = beta_sweep.t_interval([1.0, 2.0, 3.0])  # sd 1, n 3
+    assert mean == 2.0
+    assert high - mean == pytest.approx(4.302652729911275 / 3**0.5)  # t(0.975, 2 df), from tables
+    assert mean - low == pytest.approx(high - mean)
+    _, low90, high90 = beta_sweep.t_interval([1.0, 2.0, 3.0], level=0.90)
+    assert high90 - 2.0 == pytest.approx(2.919985580355516 / 3**0.5)  # t(0.95, 2 df)
+    assert beta_sweep.t_interval([0.7]) == (0.7, -math.inf, math.inf)
+    for bad in ([], [1.0, math.nan], [[1.0, 2.0]]):
+        with pytest.raises(ValueError, match="values must be"):
+            beta_sweep.t_interval(bad)
+    with pytest.raises(ValueError, match="level"):
+        beta_sweep.t_interval([1.0, 2.0], level=1.0)
+
+
+def test_t_interval_covers_the_mean_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.3, 2.0, size=(4000, 3))
+    covered = [low <= 0.3 <= high for _, low, high in map(beta_sweep.t_interval, draws)]
+    assert np.mean(covered) == pytest.approx(0.95, abs=0.012)  # binomial sd 0.0034
+
+
+def test_seed_comparisons_pair_runs_by_seed():
+    import pandas as pd
+
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 1.0), (2, 5.0), (3, 9.0)):  # seed effects far larger than a−b
+        rows.append({"method": "sft", "beta": 0.0, "seed": seed, "split": "test", "nll": shift})
+        if seed < 3:  # seed 3 has no forward run: it is left out of the pairs
+            nll = shift - 0.1 - 0.01 * seed
+            rows.append(
+                {"method": "forward", "beta": 0.3, "seed": seed, "split": "test", "nll": nll}
+            )
+        rows.append({"method": "forward", "beta": 0.3, "seed": seed, "split": "train", "nll": 99.0})
+    table = pd.DataFrame(rows)
+    out = beta_sweep.seed_comparisons(table, "test", "nll", [(("forward", 0.3), ("sft", 0.0))])
+    row = out.loc[("forward β=0.3", "SFT")]
+    diffs = [-0.10, -0.11, -0.12]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(np.mean(diffs))
+    half = 4.302652729911275 * 0.01 / 3**0.5  # sd of the paired differences is 0.01
+    assert (row["low"], row["high"]) == pytest.approx((-0.11 - half, -0.11 + half))
+    assert row["interval"] == f"{-0.11:+.3f} [{-0.11 - half:+.3f}, {-0.11 + half:+.3f}]"
+    assert beta_sweep.seed_comparisons(table, "test", "nll", []).empty
+    with pytest.raises(ValueError, match="share no seed"):
+        beta_sweep.seed_comparisons(table, "test", "nll", [(("reverse", 1.0), ("sft", 0.0))])
