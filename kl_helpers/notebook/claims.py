@@ -24,7 +24,8 @@ from kl_helpers.llm.model import SMOLLM2
 from kl_helpers.models import MINILM
 
 BUNDLED_LLM = f"{SMOLLM2} (Q4_1 GGUF)"  # llm.resolve_llm("bundled").name
-# Notebook 10's models: the policy, then the bases of its proxy and gold rewards (RewardModel.name).
+# Notebooks 10 and 11's models: the policy, then the bases of the proxy and gold rewards
+# (RewardModel.name).
 RLHF_MODELS = " + ".join(
     [
         BUNDLED_LLM,
@@ -59,6 +60,7 @@ SAVED_RUNS: dict[str, RunFingerprint] = {
     ),
     "09_llm_token_kl": RunFingerprint(BUNDLED_LLM, "cpu", "fp32", "full"),
     "10_rlhf": RunFingerprint(RLHF_MODELS, "cpu", "fp32", "full"),
+    "11_best_of_n": RunFingerprint(RLHF_MODELS, "cpu", "fp32", "full"),
     "12_trainer": RunFingerprint(MINILM, "cpu", "fp32", "forward, β 0.5, 30 epochs, seed 0"),
 }
 

@@ -83,9 +83,9 @@ INSTALL_SOURCE = f"kl-regularization @ git+https://github.com/{REPOSITORY}"
 
 COLAB_BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 
-# What each notebook reads from the wheels above: "reviews" (the drug reviews: 08, and 10, whose
-# gold reward is 08's classifier of them), "llm" (SmolLM2 via kl_helpers.llm.model.resolve_llm:
-# 09, 10).
+# What each notebook reads from the wheels above: "reviews" (the drug reviews: 08, and 10 and 11,
+# whose gold reward is 08's classifier of them), "llm" (SmolLM2 via
+# kl_helpers.llm.model.resolve_llm: 09, 10, 11).
 NOTEBOOK_USES: dict[str, frozenset[str]] = {
     "01_kl_definitions": frozenset(),
     "02_gaussian_examples": frozenset(),
@@ -97,6 +97,7 @@ NOTEBOOK_USES: dict[str, frozenset[str]] = {
     "08_forgetting": frozenset({"reviews"}),
     "09_llm_token_kl": frozenset({"llm"}),
     "10_rlhf": frozenset({"reviews", "llm"}),
+    "11_best_of_n": frozenset({"reviews", "llm"}),
     "12_trainer": frozenset(),
 }
 

@@ -1,4 +1,4 @@
-"""RLHF with a KL penalty: notebook 10.
+"""RLHF with a KL penalty (notebook 10); Best-of-N and the exact regularised optimum (notebook 11).
 
 - ``loss``: ``RLConfig``, the response mask, RLOO / group baselines and the loss with the KL in
   the reward (k1) or in the loss (k3)

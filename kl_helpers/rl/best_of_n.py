@@ -1,6 +1,6 @@
 """Best-of-N sampling from a discrete reference, exactly: its distribution, its KL to the
 reference and the bound log N − (N−1)/N; and the responses of one token, whose reference
-probabilities a causal LM gives exactly. Introduced in notebook 10.
+probabilities a causal LM gives exactly. Introduced in notebook 11.
 
 Best-of-N draws N responses i.i.d. from π_ref and keeps the one with the highest reward (ties
 broken uniformly at random among the drawn maxima). With F(y) = π_ref(reward ≤ r(y)) and

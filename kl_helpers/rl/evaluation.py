@@ -1,4 +1,4 @@
-"""Held-out evaluation of an RL policy and statistics over seeds (notebook 10).
+"""Held-out evaluation of an RL policy and statistics over seeds (notebooks 10 and 11).
 
 ``heldout_metrics``: proxy and gold reward, KL(π‖π_ref), the reference's NLL, length and
 distinct-2 on held-out prompts, with standard errors; ``seed_mean`` / ``seed_difference``: the

@@ -1,9 +1,9 @@
 """The KL-regularised optimum π*_β ∝ π_ref·exp(r/β) on a discrete reference, exactly, for every β:
 its KL to π_ref and its expected rewards are finite sums. On a pool of M reference samples at 1/M
 each the weights are softmax(r_i/β) over the pool; the KL is then at most log M. Notebook 05
-derives the optimum; notebook 10 draws its reward–KL frontier next to Best-of-N (Yang et al. 2024,
-"Asymptotics of language model alignment": Best-of-N is asymptotically equivalent to it) and the
-RL runs. Introduced in notebook 10.
+derives the optimum; notebook 11 draws its reward–KL frontier next to Best-of-N (Yang et al. 2024,
+"Asymptotics of language model alignment": Best-of-N is asymptotically equivalent to it) and
+notebook 10's RL runs. Introduced in notebook 11.
 """
 
 from __future__ import annotations

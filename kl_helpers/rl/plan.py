@@ -1,6 +1,6 @@
 """Notebook 10's experiment: its config (full, or quick for CI via ``runtime.quick_mode``), the
-training and held-out prompts, the reward recipe.
-Introduced in notebook 10.
+training and held-out prompts, the reward recipe. Introduced in notebook 10; notebook 11 reads the
+same plan (its pool, Best-of-N sizes, one-word answers, the optimum's β grid) and reloads its runs.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PROMPTS: tuple[str, ...] = tuple(f"Write a one-sentence review of {item}." for i
 
 @dataclass(frozen=True)
 class RLHFPlan:
-    """Notebook 10's settings; each field says why it has its value."""
+    """Notebooks 10 and 11's settings; each field says why it has its value."""
 
     mode: str = "full"  # "full" (the saved outputs) or "quick" (nbval/CI)
     llm: str | None = None  # None: the resolver's rule; "bundled" forces the offline GGUF

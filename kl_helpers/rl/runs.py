@@ -2,7 +2,7 @@
 a sweep resumes where it stopped. A folder holds ``history.csv`` (per-step means: reward,
 KL(π‖π_ref) in nats, response length), ``adapter.safetensors`` (the LoRA weights) and ``run.json``
 (config, key, model, wall time, last responses, held-out evaluations), written last. Introduced in
-notebook 10.
+notebook 10; notebook 11 reloads the same runs and pool (same configs, same keys).
 """
 
 from __future__ import annotations
