@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -118,3 +119,26 @@ def integer(value: object, name: str) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"{name} must be an int, got {value!r}") from None
+
+
+def real(value: object, name: str) -> float:
+    """``value`` as a float: a Python or NumPy real, or a tensor/array of one element. ValueError
+    naming ``name`` for anything else (a bool, a string, None, several values); NaN and ±inf pass
+    (the caller says which of them it takes)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    elif hasattr(value, "__array__") and getattr(value, "size", None) == 1:
+        value = value.item()  # type: ignore[union-attr]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be one real number, got {value!r}")
+    return float(value)
+
+
+def kl_weight(value: object, allow_zero: bool = False, name: str = "beta") -> float:
+    """The KL weight β as a float: one real number > 0 (≥ 0 with ``allow_zero``), ``math.inf``
+    allowed; ValueError naming it for NaN, a negative (or zero) value, a bool or a string."""
+    beta = real(value, name)
+    if math.isnan(beta) or beta < 0 or (beta == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} (math.inf allowed), got {value!r}")
+    return beta

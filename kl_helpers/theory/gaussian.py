@@ -6,13 +6,12 @@ Introduced in notebook 02 (the article's worked example P = N(1, 2²), Q = N(μ,
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 from scipy import integrate, stats
 
-from kl_helpers._validate import as_float_tensor, check_positive
+from kl_helpers._validate import as_float_tensor, check_positive, real
 
 _SERIES_AT = 0.1  # |u| below which e^u − 1 − u is summed as its Taylor series (no cancellation)
 _SERIES_TERMS = 16  # u^k/k! for k = 2..17: the tail is below 1e-17 relative at |u| = 0.1
@@ -58,15 +57,8 @@ def kl_normal(
 
 
 def _scalar(value: object, name: str, positive: bool = False) -> float:
-    """``value`` as a finite float (a Python/NumPy real or a one-element tensor/array), > 0 if
-    ``positive``; ValueError naming it otherwise (a bool, a string, several values, NaN, ±inf)."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    elif isinstance(value, np.ndarray) and value.size == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be one real number, got {value!r}")
-    value = float(value)
+    """``value`` as one finite float (> 0 if ``positive``); ValueError naming it otherwise."""
+    value = real(value, name)
     if not math.isfinite(value) or (positive and value <= 0):
         raise ValueError(f"{name} must be {'> 0 and ' if positive else ''}finite, got {value}")
     return value

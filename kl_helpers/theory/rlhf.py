@@ -17,16 +17,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape, kl_weight
 from kl_helpers.divergences import kl_divergence, kl_from_logits
 
 
 def _check_beta(beta: float) -> float:
     """Return ``beta`` as a float; raise unless it is > 0 (``math.inf`` is allowed)."""
-    beta = float(beta)
-    if math.isnan(beta) or beta <= 0:
-        raise ValueError(f"beta must be > 0 (the KL weight), got {beta}")
-    return beta
+    return kl_weight(beta)
 
 
 def _rewards_like(rewards: object, ref: torch.Tensor) -> torch.Tensor:

@@ -109,3 +109,11 @@ def test_sample_responses_is_the_inverse_cdf():
     got = sample_responses(probs, 200, torch.Generator().manual_seed(1))
     u = torch.rand(200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     assert got.tolist() == [1 if x < 0.25 else 3 for x in u.tolist()]
+
+
+@pytest.mark.parametrize("beta", [True, "1", None, [1.0], torch.ones(2)])
+def test_beta_that_is_no_number(beta):
+    """beta = True and beta = '1' were read as 1 (one kl_weight check for the package now)."""
+    for fn in (optimal_policy, optimal_value):
+        with pytest.raises(ValueError, match="beta must be"):
+            fn(REF, R, beta)
