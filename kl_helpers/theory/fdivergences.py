@@ -73,7 +73,12 @@ def _chi2_f(x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_ratio(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    return torch.log(p) - torch.log(q)
+    """log(p/q) for p, q > 0: of the ratio where it is a normal float (p = 1e-300, q = 2e-300:
+    log p − log q would be off by 1e-13), else log p − log q (p/q over- or underflows)."""
+    ratio = p / q
+    normal = (ratio > torch.finfo(ratio.dtype).tiny) & torch.isfinite(ratio)
+    safe = torch.where(normal, ratio, torch.ones_like(ratio))
+    return torch.where(normal, torch.log(safe), torch.log(p) - torch.log(q))
 
 
 def kl_generator() -> FGenerator:
