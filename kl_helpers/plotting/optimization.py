@@ -107,7 +107,7 @@ def plot_estimator_distributions(
     """Histograms of repeated KL estimates (one per estimator) with the exact KL as a line.
 
     ValueError for no estimators, an estimator with no finite estimate, or ``bins`` < 1; when
-    every estimate is the same number the bins are centred on it (width 1e-12 relative)."""
+    every estimate is the same number the bins span it ± max(1e-6·|value|, 1e-6)."""
     values = {k: _np(v).reshape(-1) for k, v in estimates.items()}
     if not values or any(not np.isfinite(v).any() for v in values.values()):
         raise ValueError("estimates needs at least one estimator with a finite estimate")
@@ -117,8 +117,8 @@ def plot_estimator_distributions(
     values = {k: v[np.isfinite(v)] for k, v in values.items()}
     lo = min(v.min() for v in values.values())
     hi = max(v.max() for v in values.values())
-    if hi == lo:  # one value: numpy's bins must increase
-        half = max(abs(lo) * 1e-12, 1e-300)
+    if hi == lo:  # one value: numpy's bins must increase, and be wide enough to divide by
+        half = max(abs(lo) * 1e-6, 1e-6)
         lo, hi = lo - half, hi + half
     bins = int(bins)
     edges = np.linspace(lo, hi, bins + 1)

@@ -34,12 +34,12 @@ def _check_beta(beta: float) -> float:
 
 
 def _rewards_like(rewards: object, ref: torch.Tensor) -> torch.Tensor:
-    """``rewards`` as ``ref``'s dtype, broadcast to its shape (one row for a batch)."""
+    """``rewards`` as ``ref``'s dtype: the same shape, or one row ``(K,)`` repeated for a batch
+    ``(..., K)``; any other shape (a (1,) against (K,), say) is a ValueError naming both."""
     rewards = as_float_tensor(rewards, like=ref).to(ref.dtype)
-    try:
-        rewards = torch.broadcast_to(rewards, ref.shape)
-    except RuntimeError:
-        check_same_shape(rewards, ref, ("rewards", "ref_probs"))
+    if ref.ndim > 1 and rewards.shape == ref.shape[-1:]:
+        rewards = rewards.expand_as(ref)
+    check_same_shape(rewards, ref, ("rewards", "ref_probs"))
     if not torch.isfinite(rewards).all():
         raise ValueError("rewards must be finite")
     return rewards
