@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -11,11 +12,17 @@ PROB_ATOL = 1e-5  # rows of a probability table must sum to 1 within this tolera
 
 
 def as_float_tensor(x: torch.Tensor | object, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Return ``x`` as a floating tensor (float64 for Python/NumPy input)."""
+    """Return ``x`` as a floating tensor (float64 for Python/NumPy input, or ``like``'s dtype);
+    ValueError for what is no array of numbers (a string, None, a ragged list)."""
     if isinstance(x, torch.Tensor):
         return x if x.is_floating_point() else x.to(torch.float64)
     dtype = like.dtype if like is not None else torch.float64
-    return torch.as_tensor(x, dtype=dtype)
+    if isinstance(x, (str, bytes)) or x is None:
+        raise ValueError(f"expected numbers (a tensor, an array or a list), got {x!r}")
+    try:
+        return torch.as_tensor(x, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"expected numbers (a tensor, an array or a list), got {x!r}") from err
 
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
@@ -28,18 +35,24 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -
 
 
 def check_probabilities(p: torch.Tensor, name: str, atol: float = PROB_ATOL) -> None:
-    """Raise if ``p`` has NaN or negative entries, or rows (last dim) not summing to 1; a table
-    of no rows (shape ``(0, ..., V)``) passes."""
+    """Raise if ``p`` has NaN, infinite or negative entries, or rows (last dim) not summing to 1
+    within ``atol`` or, for half precision, the dtype's own resolution (eps: 7.8e-3 for
+    bfloat16, 9.8e-4 for float16, whose rounded entries cannot sum to 1 more closely); rows are
+    summed in float64. A table of no rows (shape ``(0, ..., V)``) passes."""
     if p.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension (the outcomes)")
     if torch.isnan(p).any():
         raise ValueError(f"{name} contains NaN")
+    if torch.isinf(p).any():
+        raise ValueError(f"{name} contains inf")
     if (p < 0).any():
         raise ValueError(f"{name} has negative probabilities (min {p.min().item():.3g})")
-    sums = p.sum(dim=-1)
+    sums = p.double().sum(dim=-1)
     if sums.numel() == 0:
         return
     worst = (sums - 1).abs().max().item()
+    if p.is_floating_point():
+        atol = max(atol, torch.finfo(p.dtype).eps)
     if worst > atol:
         raise ValueError(
             f"{name} rows must sum to 1 (within {atol:g}); the worst row is off by {worst:.3g}"
@@ -86,8 +99,8 @@ def token_ids(value: object, name: str = "eos_token_id") -> tuple[int, ...] | No
     anything else (a negative id, a bool, a float, a nested list)."""
     if value is None:
         return None
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
+    if isinstance(value, torch.Tensor) or hasattr(value, "__array__"):
+        value = value.tolist()  # a 0-d tensor or array gives one int
     if isinstance(value, (str, bytes)):
         raise ValueError(f"{name} must be a token id or a list of them, got {value!r}")
     try:
@@ -118,3 +131,26 @@ def integer(value: object, name: str) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise ValueError(f"{name} must be an int, got {value!r}") from None
+
+
+def real(value: object, name: str) -> float:
+    """``value`` as a float: a Python or NumPy real, or a tensor/array of one element. ValueError
+    naming ``name`` for anything else (a bool, a string, None, several values); NaN and ±inf pass
+    (the caller says which of them it takes)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    elif hasattr(value, "__array__") and getattr(value, "size", None) == 1:
+        value = value.item()  # type: ignore[union-attr]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be one real number, got {value!r}")
+    return float(value)
+
+
+def kl_weight(value: object, allow_zero: bool = False, name: str = "beta") -> float:
+    """The KL weight β as a float: one real number > 0 (≥ 0 with ``allow_zero``), ``math.inf``
+    allowed; ValueError naming it for NaN, a negative (or zero) value, a bool or a string."""
+    beta = real(value, name)
+    if math.isnan(beta) or beta < 0 or (beta == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound} (math.inf allowed), got {value!r}")
+    return beta

@@ -124,8 +124,13 @@ def encode(
 def pad_batch(
     ids: Sequence[torch.Tensor], pad_id: int, pad_to: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence (or to ``pad_to``): ``input_ids, attention_mask``."""
-    length = max(len(x) for x in ids) if pad_to is None else pad_to
+    """Right-pad to the longest sequence (or to ``pad_to``): ``input_ids, attention_mask``.
+
+    ValueError if ``pad_to`` is shorter than the longest sequence (nothing is cut)."""
+    longest = max((len(x) for x in ids), default=0)
+    length = longest if pad_to is None else pad_to
+    if length < longest:
+        raise ValueError(f"pad_to = {pad_to} is shorter than the longest sequence ({longest})")
     input_ids = torch.full((len(ids), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), length), dtype=torch.long)
     for row, x in enumerate(ids):

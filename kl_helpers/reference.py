@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from kl_helpers._validate import integer
 from kl_helpers.encoding import Encoded, pad_batch
 from kl_helpers.precision import autocast
 
@@ -142,7 +143,9 @@ def reference_view(
 
 def redraw_classifier_head(model: torch.nn.Module, seed: int) -> None:
     """Re-initialise a BERT classifier head in place as ``from_pretrained`` does (N(0, 0.02²),
-    zero bias), seeded: what loading the checkpoint again gives in the article."""
+    zero bias), seeded: what loading the checkpoint again gives in the article. ``seed`` is an
+    int (ValueError for 1.5 or True)."""
+    seed = integer(seed, "seed")
     head = getattr(model, "classifier", None)
     if not isinstance(head, torch.nn.Linear):
         raise ValueError("redraw_classifier_head expects a model with a Linear `.classifier`")
@@ -197,8 +200,12 @@ def predict_logits(
 ) -> torch.Tensor:
     """Eval-mode logits ``(N, C)`` (float32, on the model's device); restores the model's mode.
 
-    Texts are grouped by length to pad little; padding changes logits by < 1e-5.
+    Texts are grouped by length to pad little; padding changes logits by < 1e-5. ``batch_size``
+    is an int ≥ 1 and ``pad_to`` (if given) at least the longest text (ValueError otherwise).
     """
+    batch_size = integer(batch_size, "batch_size")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = next(model.parameters()).device
     order = sorted(range(len(data)), key=lambda i: len(data.ids[i]))
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
@@ -228,8 +235,15 @@ class ReferenceLogits:
     def get(
         self, start_model: torch.nn.Module, data: Encoded, settings: tuple, compute
     ) -> torch.Tensor:
-        """``compute()`` the first time for these token ids and ``settings``, then the copy."""
-        ids = hashlib.sha256(b"|".join(x.numpy().tobytes() for x in data.ids)).hexdigest()
+        """``compute()`` the first time for these token ids and ``settings``, then the copy.
+
+        The ids are keyed by value (int32 and int64 tensors of the same ids are one key) and by
+        each text's length, so no two different splits of the same ids share a key."""
+        digest = hashlib.sha256()
+        for x in data.ids:
+            row = torch.as_tensor(x).to(torch.int64).reshape(-1)
+            digest.update(len(row).to_bytes(8, "little") + row.cpu().numpy().tobytes())
+        ids = digest.hexdigest()
         key = (ids, len(data), settings)
         memo = self._memo.setdefault(start_model, {})
         if key not in memo:

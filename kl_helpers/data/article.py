@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datasets import Dataset, DatasetDict
 
+from kl_helpers._validate import integer, real
 from kl_helpers.encoding import TextData
 
 LABEL_NAMES: tuple[str, ...] = ("positive", "negative", "neutral")
@@ -31,7 +32,15 @@ def article_dataset() -> Dataset:
 
 
 def article_split(seed: int = 42, test_size: float = 0.2) -> DatasetDict:
-    """The article's 80/20 train/test split (7 train, 2 test sentences), seeded."""
+    """The article's 80/20 train/test split (7 train, 2 test sentences), seeded.
+
+    ``seed`` is an int ≥ 0 (Python or NumPy; ValueError for 1.5 or True), ``test_size`` a
+    fraction in (0, 1); at least one sentence goes to each side (``datasets`` rounds the test
+    count up: 0.05 of nine is one) or ``datasets`` raises ValueError (0.95: no training set)."""
+    seed = integer(seed, "seed")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    test_size = real(test_size, "test_size")
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     return article_dataset().train_test_split(test_size=test_size, seed=seed)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from datasets import Dataset, DatasetDict
 
+from kl_helpers._validate import integer
 from kl_helpers.data.article import LABEL_NAMES
 
 SUBJECTS: tuple[str, ...] = (
@@ -149,6 +150,12 @@ def _class_sentences(
 
 
 def _check(config: SentimentConfig) -> None:
+    """ValueError naming the field: n_per_class an int ≥ 4 (4.5 made unbalanced splits), seed an
+    int ≥ 0 (1.5 raised NumPy's TypeError), fractions three positive numbers summing to 1, the
+    word fraction and label noise in [0, 1)."""
+    integer(config.n_per_class, "n_per_class")
+    if integer(config.seed, "seed") < 0:
+        raise ValueError(f"seed must be >= 0, got {config.seed}")
     if config.n_per_class < 4:
         raise ValueError(f"n_per_class must be >= 4, got {config.n_per_class}")
     f = config.fractions

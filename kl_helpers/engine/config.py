@@ -11,9 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from kl_helpers._validate import integer, real
 from kl_helpers.regularizer import DIRECTIONS, RENAMED, check_js_weight
 
 METHODS: tuple[str, ...] = ("sft", *DIRECTIONS)  # plain SFT, or SFT + β·(forward | reverse | js)
@@ -23,6 +27,10 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS: tuple[str, ...] = ("auto", "fused", "foreach", "for_loop")
 PADDINGS: tuple[str, ...] = ("dynamic", "max_length")
 ARTICLE_BETAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+FLOAT_FIELDS = ("beta", "lr", "weight_decay", "js_weight")
+INT_FIELDS = ("epochs", "batch_size", "max_length", "seed", "reference_seed", "eval_batch_size",
+              "replay_batch_size")  # fmt: skip
+BOOL_FIELDS = ("shuffle", "cache_reference")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,20 @@ class ExperimentConfig:
     replay_batch_size: int = 8  # replay texts per step when kl_inputs is "replay" or "both"
 
     def __post_init__(self) -> None:
+        # One spelling per value, so that key() is one hash per run: beta=1 and beta=1.0, or
+        # epochs=np.int64(3) and 3, were different keys; a bool is not a number here.
+        for name in FLOAT_FIELDS:
+            value = real(getattr(self, name), name)
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        for name in INT_FIELDS:
+            object.__setattr__(self, name, integer(getattr(self, name), name))
+        for name in BOOL_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
         check_method(self.method)
         _check_choice("kl_inputs", self.kl_inputs, KL_INPUTS)
         check_js_weight(self.js_weight)
@@ -71,6 +93,11 @@ class ExperimentConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("seed", "reference_seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def label(self) -> str:

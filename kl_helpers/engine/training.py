@@ -13,13 +13,15 @@ Introduced in notebook 06.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
+from kl_helpers._validate import integer, kl_weight
 from kl_helpers.encoding import Encoded, batches, pad_batch
-from kl_helpers.engine.config import ExperimentConfig, check_method
+from kl_helpers.engine.config import KL_INPUTS, ExperimentConfig, check_method
 from kl_helpers.engine.losses import calculate_cross_entropy_loss
 from kl_helpers.engine.results import LossHistory
 from kl_helpers.precision import autocast, make_adamw
@@ -31,6 +33,20 @@ from kl_helpers.reference import (
 from kl_helpers.regularizer import DIRECTIONS, divergence_from_logits
 
 MONITORS = ("task", "kl_forward", "kl_reverse", "kl_js")  # what train_step returns, in order
+
+
+def _check_beta(beta: object) -> float:
+    """β as a float: finite and ≥ 0 (ValueError otherwise; ∞·KL is no loss to step on)."""
+    value = kl_weight(beta, allow_zero=True)
+    if not math.isfinite(value):
+        raise ValueError(f"beta must be finite, got {beta!r}")
+    return value
+
+
+def _check_kl_inputs(kl_inputs: str) -> str:
+    if kl_inputs not in KL_INPUTS:
+        raise ValueError(f"kl_inputs must be one of {KL_INPUTS}, got {kl_inputs!r}")
+    return kl_inputs
 
 
 @dataclass(frozen=True)
@@ -66,8 +82,10 @@ def kl_regularised_loss(
 
     ``kl_forward`` is KL(p_ref‖p_new), ``kl_reverse`` KL(p_new‖p_ref), batch means; both are
     returned for monitoring, only ``method``'s divergence enters ``total`` (none for "sft").
+    ``beta`` is finite and ≥ 0 (ValueError otherwise; a NaN or ∞ β gave a NaN or ∞ loss).
     """
     check_method(method)
+    beta = _check_beta(beta)
     task = calculate_cross_entropy_loss(logits.float(), labels)
     terms = divergence_terms(logits, ref_logits, js_weight)
     total = task if method == "sft" else task + beta * terms[method]
@@ -98,8 +116,12 @@ def train_step(
     ``no_grad``; plain SFT may pass neither (as the article does), then the KL monitors are NaN.
     With ``kl_inputs`` "replay" or "both", ``replay_batch`` = (input_ids, attention_mask,
     reference logits) of unlabelled inputs on which the KL term is taken (instead of / as well as
-    the task's).
+    the task's). ``method``, ``beta`` (finite, ≥ 0) and ``kl_inputs`` are checked before the
+    step (ValueError): an unknown ``kl_inputs`` such as "replays" was taken as "task".
     """
+    check_method(method)
+    beta = _check_beta(beta)
+    _check_kl_inputs(kl_inputs)
     if ref_logits is None and reference is not None:
         with torch.no_grad(), evaluated(reference), autocast(input_ids.device, amp_dtype):
             ref_logits = forward_logits(reference, input_ids, attention_mask)
@@ -137,12 +159,16 @@ def train_step(
 def replay_batches(replay: Replay, seed: int) -> Iterator[torch.Tensor]:
     """Endless index batches of ``replay.batch_size`` replay texts, reshuffled every pass.
 
-    Its own generator (from ``seed``), so the task batches do not depend on replay.
+    Its own generator (from ``seed``), so the task batches do not depend on replay. ValueError
+    for no replay texts (the loop would never yield) or a seed/batch size that is no int.
     """
+    seed, size = integer(seed, "seed"), integer(replay.batch_size, "batch_size")
+    if len(replay.data) == 0 or size < 1:
+        raise ValueError(f"need replay texts and batch_size >= 1, got {len(replay.data)}, {size}")
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(replay.data), generator=generator)
-        yield from order.split(replay.batch_size)
+        yield from order.split(size)
 
 
 def train_loop(

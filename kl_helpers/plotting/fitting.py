@@ -94,17 +94,24 @@ def plot_discrete_fits(
     """Grouped bars: the target table P and each fitted softmax Q (label -> probabilities).
 
     ``colors`` (label -> colour) fixes each fit's colour; labels it lacks take the default cycle.
+    ``p`` and each fit are 1-D of one length (tensors, arrays or lists; ValueError otherwise).
     """
+    p = np.asarray(torch.as_tensor(p, dtype=torch.float64).detach().cpu())
+    tables = {k: np.asarray(torch.as_tensor(q, dtype=torch.float64).detach().cpu())
+              for k, q in fits.items()}  # fmt: skip
+    for name, q in {"p": p, **tables}.items():
+        if q.ndim != 1 or q.shape != p.shape:
+            raise ValueError(f"{name} must be 1-D like p {p.shape}, got shape {q.shape}")
     ax = ax or plt.gca()
     colors = colors or {}
     k = np.arange(p.shape[-1])
     width = 0.8 / (len(fits) + 1)
-    ax.bar(k - 0.4 + width / 2, p.numpy(), width, color=TARGET_COLOR, label="P (two modes)")
-    for i, (label, q) in enumerate(fits.items(), start=1):
-        ax.bar(k - 0.4 + width * (i + 0.5), q.numpy(), width, color=colors.get(label), label=label)
+    ax.bar(k - 0.4 + width / 2, p, width, color=TARGET_COLOR, label="P (two modes)")
+    for i, (label, q) in enumerate(tables.items(), start=1):
+        ax.bar(k - 0.4 + width * (i + 0.5), q, width, color=colors.get(label), label=label)
     ax.set(xlabel="class k", ylabel="probability", title="Softmax Q fitted to a two-mode P")
     ax.set_xticks(k)
-    top = max(float(p.max()), *(float(q.max()) for q in fits.values()))
+    top = max(float(p.max()), *(float(q.max()) for q in tables.values()))
     ax.set_ylim(0, 1.35 * top)  # headroom: the legend sits above the bars
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     return ax

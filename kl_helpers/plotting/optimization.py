@@ -59,7 +59,16 @@ def plot_policies(
 
     ``colors`` (name -> colour) fixes a bar's colour, e.g. ``beta_color(β)`` for each π*, so that
     a β keeps its colour across panels; names it lacks take the default cycle.
+    ValueError for no policies or a policy whose length is not the number of responses.
     """
+    if not policies:
+        raise ValueError("policies is empty: nothing to draw")
+    for name, probs in policies.items():
+        if _np(probs).shape != (len(responses),):
+            raise ValueError(
+                f"policy {name!r} has shape {_np(probs).shape}, expected ({len(responses)},): "
+                "one probability per response"
+            )
     ax = get_ax(ax)
     colors = colors or {}
     n = len(policies)
@@ -107,11 +116,23 @@ def plot_estimator_distributions(
     ax: Axes | None = None,
     bins: int = 60,
 ) -> Axes:
-    """Histograms of repeated KL estimates (one per estimator) with the exact KL as a line."""
+    """Histograms of repeated KL estimates (one per estimator) with the exact KL as a line.
+
+    ValueError for no estimators, an estimator with no finite estimate, or ``bins`` < 1; when
+    every estimate is the same number the bins span it ± max(1e-6·|value|, 1e-6)."""
+    values = {k: _np(v).reshape(-1) for k, v in estimates.items()}
+    if not values or any(not np.isfinite(v).any() for v in values.values()):
+        raise ValueError("estimates needs at least one estimator with a finite estimate")
+    if isinstance(bins, bool) or int(bins) != bins or bins < 1:
+        raise ValueError(f"bins must be a positive int, got {bins!r}")
     ax = get_ax(ax)
-    values = {k: _np(v) for k, v in estimates.items()}
+    values = {k: v[np.isfinite(v)] for k, v in values.items()}
     lo = min(v.min() for v in values.values())
     hi = max(v.max() for v in values.values())
+    if hi == lo:  # one value: numpy's bins must increase, and be wide enough to divide by
+        half = max(abs(lo) * 1e-6, 1e-6)
+        lo, hi = lo - half, hi + half
+    bins = int(bins)
     edges = np.linspace(lo, hi, bins + 1)
     for name, v in values.items():
         ax.hist(v, bins=edges, histtype="step", lw=1.5, density=True, label=name)
@@ -128,7 +149,11 @@ def plot_elbo_history(
     log_evidence: float,
     ax: Axes | None = None,
 ) -> Axes:
-    """ELBO along gradient ascent with the exact log p(x) it approaches from below, in nats."""
+    """ELBO along gradient ascent with the exact log p(x) it approaches from below, in nats.
+
+    ``elbo`` is 1-D (a tensor, array or list; ValueError otherwise)."""
+    if _np(elbo).ndim != 1:
+        raise ValueError(f"elbo must be 1-D (one value per step), got shape {_np(elbo).shape}")
     ax = get_ax(ax)
     ax.plot(np.arange(len(elbo)), _np(elbo), color=COLORS["q"], label="ELBO(q_t)")
     ax.axhline(log_evidence, color=COLORS["p"], ls="--", label=f"log p(x) = {log_evidence:.4f}")

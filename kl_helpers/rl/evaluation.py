@@ -11,12 +11,20 @@ from collections.abc import Sequence
 
 import torch
 
+from kl_helpers._validate import integer
 from kl_helpers.rl.loop import evaluate_policy
 from kl_helpers.rl.loss import RLConfig
 
 
 def distinct_n(texts: list[str], n: int = 2) -> float:
-    """Distinct word n-grams / all word n-grams over ``texts`` (1 = no repetition); 0 if none."""
+    """Distinct word n-grams / all word n-grams over ``texts`` (1 = no repetition); 0 if none.
+
+    ``texts`` is a list of strings (one string alone raises ValueError: it would be read as
+    one-character texts); ``n`` an int ≥ 1. Words are split on any whitespace.
+    """
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, got one string")
+    n = integer(n, "n")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     grams = [
@@ -55,11 +63,15 @@ SE_METRICS = ("reward", "gold", "kl", "ref_nll")  # heldout_metrics reports "<na
 
 
 def mean_and_se(values) -> tuple[float, float]:
-    """Mean and standard error (sample std / √n; 0 for n = 1) of a 1-D sequence, as floats."""
+    """Mean and standard error (sample std / √n; 0 for n = 1) of a 1-D sequence, as floats.
+
+    Values up to the float64 maximum keep a finite SE (squares taken after scaling by max |v|);
+    a non-finite value gives a NaN SE."""
     v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
     if v.numel() == 0:
         raise ValueError("need at least one value")
-    se = float(v.std() / v.numel() ** 0.5) if v.numel() > 1 else 0.0
+    scale = v.abs().max().clamp_min(torch.finfo(v.dtype).tiny)  # (v − mean)² overflows at 1e300
+    se = float((v / scale).std() * scale / v.numel() ** 0.5) if v.numel() > 1 else 0.0
     return float(v.mean()), se
 
 

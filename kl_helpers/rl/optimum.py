@@ -13,14 +13,11 @@ from collections.abc import Sequence
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_same_shape, discrete_outcomes
+from kl_helpers._validate import as_float_tensor, check_same_shape, discrete_outcomes, kl_weight
 
 
 def _check_beta(beta: float) -> float:
-    beta = float(beta)
-    if math.isnan(beta) or beta <= 0:
-        raise ValueError(f"beta must be > 0 (math.inf allowed), got {beta}")
-    return beta
+    return kl_weight(beta)
 
 
 def optimum_summary(

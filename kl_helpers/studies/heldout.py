@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
+from kl_helpers._validate import as_float_tensor, check_probabilities, integer
 from kl_helpers.divergences import kl_divergence
 from kl_helpers.studies import metrics
 
@@ -35,8 +36,10 @@ def _checked(probs: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]
 def class_prior(labels: Sequence[int], n_classes: int) -> torch.Tensor:
     """Training label frequencies ``(n_classes,)`` float64 on the CPU (0 for an absent class).
 
-    Raises ValueError for no labels, ``n_classes < 1`` or a label outside ``[0, n_classes)``.
+    Raises ValueError for no labels, ``n_classes < 1`` or not an int, or a label outside
+    ``[0, n_classes)`` (such as Hugging Face's -100).
     """
+    n_classes = integer(n_classes, "n_classes")
     y = torch.as_tensor(list(labels), dtype=torch.long)
     if n_classes < 1 or y.numel() == 0:
         raise ValueError(f"need labels and n_classes >= 1, got {y.numel()} labels, {n_classes}")
@@ -46,8 +49,17 @@ def class_prior(labels: Sequence[int], n_classes: int) -> torch.Tensor:
 
 
 def constant_probs(probs: torch.Tensor, n: int) -> torch.Tensor:
-    """``probs`` ``(C,)`` repeated for ``n`` inputs: ``(n, C)`` float64, a constant classifier."""
-    return torch.as_tensor(probs, dtype=torch.float64).expand(n, -1).clone()
+    """``probs`` ``(C,)`` repeated for ``n`` inputs: ``(n, C)`` float64, a constant classifier.
+
+    ValueError unless ``probs`` is one distribution and ``n`` an int ≥ 0."""
+    n = integer(n, "n")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    row = as_float_tensor(probs).to(torch.float64)
+    if row.ndim != 1:
+        raise ValueError(f"probs must be one distribution (C,), got shape {tuple(row.shape)}")
+    check_probabilities(row, "probs")
+    return row.expand(n, -1).clone()
 
 
 def majority_probs(train_labels: Sequence[int], n: int, n_classes: int) -> torch.Tensor:
@@ -69,17 +81,24 @@ def per_example_kl(probs: object, reference: object) -> torch.Tensor:
 
 
 def mean_and_se(values: torch.Tensor) -> tuple[float, float]:
-    """Mean of ``values`` ``(N,)`` and its standard error, std (ddof 1) / √N (NaN for N = 1)."""
+    """Mean of ``values`` ``(N,)`` and its standard error, std (ddof 1) / √N (NaN for N = 1 and
+    where a value is not finite: an infinite NLL has no standard error). Values up to the
+    float64 maximum keep a finite SE (the squares are taken after scaling by max |value|)."""
     v = torch.as_tensor(values, dtype=torch.float64)
     if v.ndim != 1 or v.numel() == 0:
         raise ValueError(f"values must have shape (N,) with N >= 1, got {tuple(v.shape)}")
     if v.numel() == 1 or not torch.isfinite(v).all():
         return v.mean().item(), float("nan")
-    return v.mean().item(), (v.std(unbiased=True) / math.sqrt(v.numel())).item()
+    scale = v.abs().max().clamp_min(torch.finfo(v.dtype).tiny)  # (v − mean)² overflows at 1e300
+    std = (v / scale).std(unbiased=True) * scale
+    return v.mean().item(), (std / math.sqrt(v.numel())).item()
 
 
 def bootstrap_indices(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> torch.Tensor:
-    """``(n_boot, n)`` indices drawn with replacement from ``range(n)`` (CPU generator)."""
+    """``(n_boot, n)`` indices drawn with replacement from ``range(n)`` (CPU generator).
+
+    ``n``, ``n_boot`` and ``seed`` are ints (ValueError for 2.0 or True)."""
+    n, n_boot, seed = integer(n, "n"), integer(n_boot, "n_boot"), integer(seed, "seed")
     if n < 1 or n_boot < 2:
         raise ValueError(f"need n >= 1 and n_boot >= 2, got n={n}, n_boot={n_boot}")
     generator = torch.Generator().manual_seed(seed)
@@ -91,7 +110,12 @@ def macro_f1_of(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -> tor
 
     Unweighted mean over the ``n_classes`` classes of 2·TP / (#predicted + #true), 0 for a class
     neither predicted nor present. Leading dimensions are batches (e.g. bootstrap resamples).
+    ``pred`` and ``labels`` may be lists or arrays of ints.
     """
+    pred, labels = torch.as_tensor(pred), torch.as_tensor(labels)
+    n_classes = integer(n_classes, "n_classes")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
     scores = []
     for c in range(n_classes):
         hit, true = pred == c, labels == c

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape, integer
 from kl_helpers.divergences import entropy, kl_divergence
 
 
@@ -56,7 +56,9 @@ class ReliabilityBins:
     """Equal-width confidence bins: edges ``(B+1,)``; count, accuracy, confidence ``(B,)``.
 
     Bin b holds the rows whose confidence (max probability) lies in (edges[b], edges[b+1]];
-    the first bin also holds confidence 0. Empty bins have count 0 and NaN accuracy/confidence.
+    the first bin also holds confidence 0. Each edge is b/B rounded once (the float nearest it;
+    ``torch.linspace`` gave 0.30000000000000004 for 3/10). Empty bins have count 0 and NaN
+    accuracy/confidence.
     """
 
     edges: torch.Tensor
@@ -66,14 +68,20 @@ class ReliabilityBins:
 
 
 def reliability_bins(probs: object, labels: object, n_bins: int = 10) -> ReliabilityBins:
-    """Bin the predictions by confidence and measure each bin's accuracy and mean confidence."""
-    if int(n_bins) != n_bins or n_bins < 1:
+    """Bin the predictions by confidence and measure each bin's accuracy and mean confidence.
+
+    ``n_bins`` is an int ≥ 1 (Python, NumPy or a 0-d tensor; ValueError for 2.0 or True)."""
+    try:
+        n_bins = integer(n_bins, "n_bins")
+    except ValueError:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}") from None
+    if n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     p = _probs(probs)
     y = _labels(labels, p)
     conf, pred = p.max(dim=1)
     correct = (pred == y).double()
-    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
+    edges = torch.arange(n_bins + 1, dtype=torch.float64) / n_bins
     index = (torch.bucketize(conf, edges[1:-1], right=False)).clamp(0, n_bins - 1)
     count = torch.bincount(index, minlength=n_bins).double()
     acc_sum = torch.bincount(index, weights=correct, minlength=n_bins)

@@ -6,16 +6,24 @@ With F = negative entropy Σ x log x, B_F(P, Q) = KL(P‖Q) on the simplex (the 
 Σ x log(x/y) − x + y on positive vectors), and J_F^½(P, Q) = Jensen–Shannon(P, Q).
 With F = logsumexp on logits θ, B_F(θ_p, θ_q) = KL(Q‖P): the reverse KL is a Bregman divergence
 in the natural (logit) coordinates. Introduced in notebook 04.
+
+The built-in generators evaluate B_F coordinate by coordinate in a form that does not cancel
+(½(x − y)², y·φ((x − y)/y) with series for small ratios, a centred form of KL for logits), so a
+divergence near 0 or between large vectors keeps its relative precision; F(x) − F(y) − ⟨∇F(y),
+x − y⟩ as written loses everything there (½‖x − y‖² = 7169 for 1 at x ≈ 2e10). Jensen gaps are
+α·B_F(x, m) + (1 − α)·B_F(y, m) with m = αx + (1 − α)y, the same identity. A generator given
+without ``divergence`` falls back to the formula.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from kl_helpers._validate import as_float_tensor, check_same_shape
+from kl_helpers._validate import as_float_tensor, check_same_shape, real
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,8 @@ class BregmanGenerator:
     grad: Callable[[torch.Tensor], torch.Tensor]  # same shape as the input
     check: Callable[[torch.Tensor, str], None]  # raises ValueError outside the domain
     formula: str
+    # B_F(x, y) over the last dim without cancellation (None: the defining formula)
+    divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
 def _finite(x: torch.Tensor, name: str) -> None:
@@ -51,10 +61,88 @@ def _logits(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} has a row whose logits are all -inf")
 
 
+_SERIES_AT = 0.1  # |u| below which the ratio functions below are summed as series
+_TERMS = range(2, 22)  # u^k for k = 2..21: the tail is below 1e-19 relative at |u| = 0.1
+
+
+def _series(u: torch.Tensor, coefficient: Callable[[int], float]) -> torch.Tensor:
+    """Σ_k coefficient(k)·u^k over _TERMS at |u| < _SERIES_AT (0 elsewhere)."""
+    small = torch.where(u.abs() < _SERIES_AT, u, torch.zeros_like(u))
+    total = torch.zeros_like(u)
+    for k in reversed(_TERMS):
+        total = (total + coefficient(k)) * small
+    return total * small ** (_TERMS[0] - 1)
+
+
+def _log_ratio(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log(x/y) for x, y > 0: of the ratio where it is a normal float (exact to rounding), else
+    log x − log y (x/y over- or underflows)."""
+    ratio = x / y
+    normal = (ratio > torch.finfo(ratio.dtype).tiny) & torch.isfinite(ratio)
+    safe = torch.where(normal, ratio, torch.ones_like(ratio))
+    return torch.where(normal, torch.log(safe), torch.log(x) - torch.log(y))
+
+
+def _squared_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((x - y) ** 2).sum(-1)
+
+
+def _generalised_kl(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ x log(x/y) − x + y = Σ y·[(1 + u) log(1 + u) − u], u = (x − y)/y; x = 0 gives y and
+    y = 0 < x gives +inf."""
+    both = (x > 0) & (y > 0)
+    ys = torch.where(both, y, torch.ones_like(y))
+    xs = torch.where(both, x, torch.ones_like(x))
+    u = (xs - ys) / ys
+    near = y * _series(u, lambda k: (-1) ** k / (k * (k - 1)))
+    far = xs * _log_ratio(xs, ys) - xs + ys
+    inner = torch.where(u.abs() < _SERIES_AT, near, far)
+    value = torch.where(both, inner, torch.where(x > 0, torch.full_like(x, math.inf), y))
+    return value.sum(-1)
+
+
+def _itakura_saito(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ x/y − log(x/y) − 1 = Σ u − log(1 + u), u = (x − y)/y."""
+    u = (x - y) / y
+    near = _series(u, lambda k: (-1) ** k / k)
+    far = u - _log_ratio(x, y)
+    return torch.where(u.abs() < _SERIES_AT, near, far).sum(-1)
+
+
+def _reverse_kl_of_logits(theta_p: torch.Tensor, theta_q: torch.Tensor) -> torch.Tensor:
+    """KL(softmax θ_q‖softmax θ_p) as a sum of non-negative terms: with d = θ_q − θ_p,
+    c = log Σ p·e^d (= log1p(Σ p·expm1(d)) for small d) and t = d − c (so q = p·e^t),
+    KL = Σ p·φ(t), φ(t) = 1 − e^t(1 − t) = Σ_{k≥2} (k − 1)t^k/k!; nothing cancels, so a KL near
+    0 keeps its relative precision whatever the size of the logits. −inf logits mask classes:
+    +inf where q has mass p lacks, φ(−∞) = 1 where p has mass q lacks."""
+    log_p = torch.log_softmax(theta_p, dim=-1)
+    both = (theta_p > -math.inf) & (theta_q > -math.inf)
+    d = torch.where(both, theta_q - theta_p, torch.zeros_like(theta_q))
+    p = log_p.exp()
+    small = (torch.where(both, d.abs(), torch.zeros_like(d)) < 1).all(-1, keepdim=True)
+    d_small = torch.where(small, d, torch.zeros_like(d))
+    c_small = torch.log1p(torch.where(both, p * torch.expm1(d_small), -p).sum(-1, keepdim=True))
+    c_large = torch.logsumexp(torch.where(both, log_p + d, -math.inf), dim=-1, keepdim=True)
+    t = d - torch.where(small, c_small, c_large)
+    near = p * _series(t, lambda k: (k - 1) / math.factorial(k))
+    t_far = torch.where(t.abs() < _SERIES_AT, torch.zeros_like(t), t)
+    far = p + torch.exp(log_p + t_far) * (t_far - 1)
+    term = torch.where(t.abs() < _SERIES_AT, near, far)
+    term = torch.where(both, term, torch.where(theta_p > -math.inf, p, torch.zeros_like(p)))
+    kl = term.sum(-1)
+    lacking = ((theta_p == -math.inf) & (theta_q > -math.inf)).any(-1)
+    return torch.where(lacking, torch.full_like(kl, math.inf), kl)
+
+
 def squared_euclidean_generator() -> BregmanGenerator:
     """F(x) = ½‖x‖²: B_F(x, y) = ½‖x − y‖²."""
     return BregmanGenerator(
-        "squared_euclidean", lambda x: 0.5 * (x**2).sum(-1), lambda x: x, _finite, "½‖x‖²"
+        "squared_euclidean",
+        lambda x: 0.5 * (x**2).sum(-1),
+        lambda x: x,
+        _finite,
+        "½‖x‖²",
+        _squared_euclidean,
     )
 
 
@@ -66,6 +154,7 @@ def negative_entropy_generator() -> BregmanGenerator:
         lambda x: torch.log(x) + 1,
         _nonnegative,
         "Σ x log x",
+        _generalised_kl,
     )
 
 
@@ -77,6 +166,7 @@ def burg_entropy_generator() -> BregmanGenerator:
         lambda x: -1 / x,
         _positive,
         "−Σ log x",
+        _itakura_saito,
     )
 
 
@@ -88,6 +178,7 @@ def log_partition_generator() -> BregmanGenerator:
         lambda x: torch.softmax(x, dim=-1),
         _logits,
         "log Σ exp θ",
+        _reverse_kl_of_logits,
     )
 
 
@@ -130,6 +221,8 @@ def bregman_divergence(
     nothing to the inner product, so boundary points give inf or a finite value, never NaN.
     """
     x, y, gen = _prepare(x, y, gen)
+    if gen.divergence is not None:
+        return gen.divergence(x, y)
     g = gen.grad(y)
     diff = x - y
     skip = (x == y) | ((g == 0) & diff.isinf())
@@ -142,11 +235,20 @@ def bregman_divergence(
 def jensen_divergence(
     x: torch.Tensor, y: torch.Tensor, gen: BregmanGenerator | str, alpha: float = 0.5
 ) -> torch.Tensor:
-    """Skew Jensen gap J_F^α(x, y) = αF(x) + (1 − α)F(y) − F(αx + (1 − α)y), α in (0, 1)."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    """Skew Jensen gap J_F^α(x, y) = αF(x) + (1 − α)F(y) − F(αx + (1 − α)y), α in (0, 1).
+
+    Evaluated as α·B_F(x, m) + (1 − α)·B_F(y, m), m = αx + (1 − α)y (equal for any F), so it keeps
+    its precision wherever B_F does, less the rounding of m: a relative error of about
+    1e-16·|x|/(min(α, 1 − α)·|x − y|). ``alpha`` is one real number (ValueError otherwise).
+    """
+    a = real(alpha, "alpha")
+    if not 0 < a < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     x, y, gen = _prepare(x, y, gen)
-    return alpha * gen.F(x) + (1 - alpha) * gen.F(y) - gen.F(alpha * x + (1 - alpha) * y)
+    if gen.divergence is None:
+        return a * gen.F(x) + (1 - a) * gen.F(y) - gen.F(a * x + (1 - a) * y)
+    m = a * x + (1 - a) * y
+    return a * bregman_divergence(x, m, gen) + (1 - a) * bregman_divergence(y, m, gen)
 
 
 def jensen_bregman_divergence(

@@ -24,32 +24,30 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from kl_helpers._validate import as_float_tensor, check_probabilities
+from kl_helpers._validate import (
+    as_float_tensor,
+    check_probabilities,
+    integer,
+    kl_weight,
+    real,
+)
 from kl_helpers.divergences import kl_divergence
 
 METHODS: tuple[str, ...] = ("forward", "reverse")
 _XTOL = 1e-14  # brentq tolerance in logit space (absolute) for the reverse-KL label probability
+_RTOL = 4 * np.finfo(float).eps  # the smallest relative tolerance brentq takes
 
 
 # --------------------------------------------------------------------------- input checks
 def _check_beta(beta: float, allow_zero: bool = True) -> float:
-    """Return ``beta`` as a float; raise unless it is ≥ 0 (or > 0) and not NaN (∞ is allowed)."""
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"beta must be a number, got {beta!r}") from err
-    if math.isnan(beta) or beta < 0 or (beta == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"beta must be {bound}, got {beta}")
-    return beta
+    """Return ``beta`` as a float; raise unless it is one number ≥ 0 (or > 0), not NaN and not a
+    bool or a string (∞ is allowed)."""
+    return kl_weight(beta, allow_zero=allow_zero)
 
 
 def _check_label_probability(r_y: float, low_open: bool, name: str = "r_y") -> float:
     """Return ``r_y`` as a float; raise unless it is a probability (0 excluded if ``low_open``)."""
-    try:
-        r_y = float(r_y)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a number, got {r_y!r}") from err
+    r_y = real(r_y, name)
     if math.isnan(r_y) or r_y > 1 or r_y < 0 or (low_open and r_y == 0):
         interval = "(0, 1]" if low_open else "[0, 1]"
         raise ValueError(f"{name} must be a probability in {interval}, got {r_y}")
@@ -57,19 +55,22 @@ def _check_label_probability(r_y: float, low_open: bool, name: str = "r_y") -> f
 
 
 def _check_example(reference: object, label: int) -> tuple[torch.Tensor, int]:
-    """Validate a 1-D reference distribution (float64) and an in-range integer label."""
+    """Validate a 1-D reference distribution (float64, normalised to sum to 1 exactly: a float32
+    table sums to 1 only within ~1e-7) and an in-range integer label (an int, a NumPy int or a 0-d
+    integer tensor; not a bool or a float such as 1.0)."""
     r = as_float_tensor(reference).to(torch.float64)
     if r.ndim != 1:
         raise ValueError(f"reference must be one distribution (1-D), got shape {tuple(r.shape)}")
     if r.numel() < 2:
         raise ValueError(f"reference needs at least 2 classes, got {r.numel()}")
     check_probabilities(r, "reference")
-    if isinstance(label, bool) or int(label) != label:
-        raise ValueError(f"label must be an integer class index, got {label!r}")
-    label = int(label)
+    try:
+        label = integer(label, "label")
+    except ValueError:
+        raise ValueError(f"label must be an integer class index, got {label!r}") from None
     if not 0 <= label < r.numel():
         raise ValueError(f"label must be in [0, {r.numel() - 1}], got {label}")
-    return r, label
+    return r / r.sum(), label
 
 
 # --------------------------------------------------------------------------- label probabilities
@@ -108,7 +109,9 @@ def reverse_kl_label_logit(r_y: float, beta: float) -> float:
         return z_lo
     if g(z_hi) <= 0:
         return z_hi
-    return brentq(g, z_lo, z_hi, xtol=_XTOL, rtol=4 * np.finfo(float).eps, maxiter=200)
+    # The bracket can be ~1e299 wide (r_y = 1e-300, β = 1): Brent falls back to bisection there,
+    # about 1000 halvings before it closes in.
+    return brentq(g, z_lo, z_hi, xtol=_XTOL, rtol=4 * np.finfo(float).eps, maxiter=5000)
 
 
 def reverse_kl_label_probability(r_y: float, beta: float) -> float:
@@ -189,35 +192,81 @@ def optimum(method: str, reference: object, label: int, beta: float) -> torch.Te
 def objective(
     method: str, pi: torch.Tensor, reference: object, label: int, beta: float
 ) -> torch.Tensor:
-    """Per-example −log π_y + β·KL, nats: KL(r‖π) for "forward", KL(π‖r) for "reverse"."""
+    """Per-example −log π_y + β·KL, nats: KL(r‖π) for "forward", KL(π‖r) for "reverse".
+
+    ``pi`` is one distribution (C,) or a batch (..., C), one objective per row. β = ∞ gives
+    −log π_y where π = r (KL 0) and +∞ elsewhere, the limit of the objective (not ∞·0 = NaN).
+    """
+    method = _method(method)
     r, label = _check_example(reference, label)
     beta = _check_beta(beta)
     pi = as_float_tensor(pi, like=r)
+    if pi.ndim == 0 or pi.shape[-1] != r.numel():
+        raise ValueError(
+            f"pi must have the reference's {r.numel()} classes in its last dimension, got shape "
+            f"{tuple(pi.shape)}"
+        )
     task = -torch.log(pi[..., label])
     if beta == 0:
         return task
-    kl = kl_divergence(r, pi) if _method(method) == "forward" else kl_divergence(pi, r)
+    r = r.to(pi.dtype).expand_as(pi)
+    kl = kl_divergence(r, pi) if method == "forward" else kl_divergence(pi, r)
+    if math.isinf(beta):
+        return torch.where(kl == 0, task, torch.full_like(task, math.inf))
     return task + beta * kl
 
 
 # --------------------------------------------------------------------------- where they cross
+def _log1p_minus(x: float) -> float:
+    """log(1 + x) − x/(1 + x) ≥ 0 to full relative precision (≈ x²/2 for small x)."""
+    if abs(x) < 0.1:  # the alternating series Σ_{k≥2} (−1)^k (k−1)/k · x^k, no cancellation
+        return sum((-1) ** k * (k - 1) / k * x**k for k in range(2, 20))
+    return math.log1p(x) - x / (1.0 + x)
+
+
 def _crossing_gap(beta: float, r_y: float) -> float:
     """logit(p_fkl) − logit(r_y) − 1/(β·p_fkl): > 0 iff the forward optimum is sharper at β.
 
-    With p_fkl = (1 + β r)/(1 + β) this is log(1 + 1/(β r)) − (1 + β)/(β (1 + β r)); the reverse
-    equation's left side minus its right side, evaluated at the forward optimum, which is
-    increasing in p, so its sign says on which side of the reverse optimum p_fkl lies.
+    With p_fkl = (1 + β r)/(1 + β) and x = 1/(β r) this is log(1 + 1/(β r)) − (1 + β)/(β (1 + β
+    r)) = [log(1 + x) − x/(1 + x)] − x/((1 + x) β); the reverse equation's left side minus its
+    right side, evaluated at the forward optimum, which is increasing in p, so its sign says on
+    which side of the reverse optimum p_fkl lies. The bracket is formed without cancellation
+    (at large β, where both parts are ≈ 2/β², as the series Σ_{k≥2} (−1)^k x^k ((k−1)/k − r) whose
+    first coefficient 1/2 − r is exact near the crossing) and, where 1/(β r) overflows, from
+    logarithms.
     """
-    return math.log1p(1.0 / (beta * r_y)) - (1.0 + beta) / (beta * (1.0 + beta * r_y))
+    x = 1.0 / (beta * r_y) if beta * r_y > 0 else math.inf
+    if math.isinf(x) or x > 1e300:
+        log_x = -math.log(beta) - math.log(r_y)
+        return log_x - (1.0 + beta) / beta  # log(1 + x) − 1 − 1/β to float64 precision
+    if x < 0.1:  # large β: Σ_{k≥2} (−1)^k x^k ((k−1)/k − r), with 1/2 − r exact near the root
+        return sum((-1) ** k * x**k * ((k - 1) / k - r_y) for k in range(2, 21))
+    return _log1p_minus(x) - x / ((1.0 + x) * beta)
+
+
+def _forward_kl_label_logit(r_y: float, beta: float) -> float:
+    """logit of (1 + β r)/(1 + β) = log(1 + β r) − log(β (1 − r)); +∞ at β = 0 or r = 1."""
+    if beta == 0 or r_y == 1:
+        return math.inf
+    if math.isinf(beta):
+        return math.log(r_y) - math.log1p(-r_y)
+    return math.log1p(beta * r_y) - math.log(beta) - math.log1p(-r_y)
 
 
 def sharper_method(r_y: float, beta: float) -> str:
-    """Which optimum puts more mass on the label at (r_y, β): "reverse", "forward" or "tie"."""
-    p_f = forward_kl_label_probability(r_y, beta)
-    p_r = reverse_kl_label_probability(r_y, beta)
-    if math.isclose(p_f, p_r, rel_tol=1e-12, abs_tol=1e-15):
+    """Which optimum puts more mass on the label at (r_y, β): "reverse", "forward" or "tie".
+
+    Compared in logit space, so a β small enough that both probabilities round to 1 (β = 1e-300)
+    still has an answer; "tie" where the logits agree to 1e-12 relative (β = 0, β = ∞, r_y = 1,
+    the crossing).
+    """
+    r_y = _check_label_probability(r_y, low_open=True)
+    beta = _check_beta(beta)
+    z_f = _forward_kl_label_logit(r_y, beta)
+    z_r = reverse_kl_label_logit(r_y, beta)
+    if z_f == z_r or math.isclose(z_f, z_r, rel_tol=1e-12, abs_tol=1e-12):
         return "tie"
-    return "reverse" if p_r > p_f else "forward"
+    return "reverse" if z_r > z_f else "forward"
 
 
 def crossing_beta(r_y: float) -> float:
@@ -225,7 +274,8 @@ def crossing_beta(r_y: float) -> float:
 
     For r_y < 1/2 the reverse optimum is sharper for β below the crossing and the forward one
     above it (large-β expansion: the gap ≈ (1/(2 r_y) − 1)/(β² r_y)); for r_y ≥ 1/2 the
-    reverse optimum is sharper at every β > 0.
+    reverse optimum is sharper at every β > 0. Found to ~1e-14 relative for every float64 r_y in
+    (0, 1/2), from 1.3e-3 at r_y = 5e-324 to 6e15 at the float just below 1/2.
     """
     r_y = _check_label_probability(r_y, low_open=True)
     if r_y >= 0.5:
@@ -233,9 +283,11 @@ def crossing_beta(r_y: float) -> float:
     lo, hi = 1e-3, 1.0
     while _crossing_gap(lo, r_y) >= 0:  # the gap is ≈ −1/β < 0 as β → 0
         lo /= 10.0
+        if lo < 1e-300:  # unreachable for r_y ≥ 5e-324 (the gap is < 0 at β = 1e-3)
+            raise ValueError(f"no crossing beta found for r_y = {r_y}")
     while _crossing_gap(hi, r_y) <= 0:
         hi *= 2.0
-        if hi > 1e15:
+        if hi > 1e300:
             raise ValueError(f"r_y = {r_y} is too close to 1/2 to locate the crossing in float64")
     log_b = brentq(
         lambda t: _crossing_gap(math.exp(t), r_y), math.log(lo), math.log(hi), xtol=1e-13
@@ -244,14 +296,22 @@ def crossing_beta(r_y: float) -> float:
 
 
 def crossing_reference_probability(beta: float) -> float:
-    """r_y in (0, 1/2) at which the two optima give the label equal probability at this β > 0."""
+    """r_y in (0, 1/2] at which the two optima give the label equal probability at this β > 0.
+
+    To ~1e-15 relative; 1/2 where the crossing is within half a float64 step of it (β ≳ 1e16,
+    the crossing is ≈ 1/2 − 1/(3β)), and at β = ∞. ValueError where float64 cannot place it: β
+    below ~1.4e-3 (the crossing r_y ≈ e^(−1−1/β)/β underflows) or so large that the gap's
+    x³ = (β r_y)^(−3) underflows (β ≳ 1e107).
+    """
     beta = _check_beta(beta, allow_zero=False)
     if math.isinf(beta):
         return 0.5
     # The gap is positive (forward sharper) below the crossing r_y and negative above it.
-    lo, hi = 1e-300, 0.5
+    lo, hi = 5e-324, 0.5
     if _crossing_gap(beta, lo) <= 0:
         raise ValueError(f"beta = {beta} is too small: the crossing r_y underflows float64")
     if _crossing_gap(beta, hi) >= 0:
         raise ValueError(f"beta = {beta} is too large: the crossing r_y is 1/2 within float64")
-    return brentq(lambda r: _crossing_gap(beta, r), lo, hi, xtol=1e-15, rtol=1e-14)
+    # xtol far below the root: an absolute 1e-15 stopped at ~1e-15 whatever the root (β = 0.01:
+    # 7.7e-16 for 1.4e-42); Brent then converges to rtol relative, bisecting down from 0.5.
+    return brentq(lambda r: _crossing_gap(beta, r), lo, hi, xtol=1e-320, rtol=_RTOL, maxiter=5000)

@@ -17,20 +17,28 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from kl_helpers._validate import as_float_tensor, check_probabilities, check_same_shape
+from kl_helpers._validate import (
+    as_float_tensor,
+    check_probabilities,
+    check_same_shape,
+    integer,
+    kl_weight,
+    real,
+)
 from kl_helpers.divergences import kl_divergence, kl_from_logits
 
 
 def _check_beta(beta: float) -> float:
     """Return ``beta`` as a float; raise unless it is > 0 (``math.inf`` is allowed)."""
-    beta = float(beta)
-    if math.isnan(beta) or beta <= 0:
-        raise ValueError(f"beta must be > 0 (the KL weight), got {beta}")
-    return beta
+    return kl_weight(beta)
 
 
 def _rewards_like(rewards: object, ref: torch.Tensor) -> torch.Tensor:
+    """``rewards`` as ``ref``'s dtype: the same shape, or one row ``(K,)`` repeated for a batch
+    ``(..., K)``; any other shape (a (1,) against (K,), say) is a ValueError naming both."""
     rewards = as_float_tensor(rewards, like=ref).to(ref.dtype)
+    if ref.ndim > 1 and rewards.shape == ref.shape[-1:]:
+        rewards = rewards.expand_as(ref)
     check_same_shape(rewards, ref, ("rewards", "ref_probs"))
     if not torch.isfinite(rewards).all():
         raise ValueError("rewards must be finite")
@@ -49,10 +57,13 @@ def kl_regularised_reward(
 
     Rewards are in nats too (so that r/β is a log-probability shift). Last dim = responses;
     returns shape ``logits.shape[:-1]``. Differentiable in ``logits``; the reference is detached.
+    Each input may be a tensor, a NumPy array or a list.
     """
     beta = _check_beta(beta)
     if math.isinf(beta):
         raise ValueError("beta = inf makes the objective −inf unless π = π_ref; use a finite beta")
+    logits = as_float_tensor(logits)
+    ref_logits = as_float_tensor(ref_logits, like=logits)
     rewards = _rewards_like(rewards, logits)
     expected = (F.softmax(logits, dim=-1) * rewards).sum(dim=-1)
     return expected - beta * kl_from_logits(logits, ref_logits.detach())
@@ -104,6 +115,13 @@ class LogitsFit:
     probs: torch.Tensor  # softmax(final logits)
 
 
+def _learning_rate(lr: object) -> float:
+    value = real(lr, "lr")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"lr must be > 0 and finite, got {lr!r}")
+    return value
+
+
 def optimise_logits(
     objective: Callable[[torch.Tensor], torch.Tensor],
     init_logits: torch.Tensor,
@@ -111,12 +129,16 @@ def optimise_logits(
     lr: float = 0.5,
     maximise: bool = False,
 ) -> LogitsFit:
-    """Plain gradient descent (or ascent) on logits of a scalar ``objective``; keeps the history."""
+    """Plain gradient descent (or ascent) on logits of a scalar ``objective``; keeps the history.
+
+    ``steps`` is an int ≥ 1 and ``lr`` one finite number > 0 (ValueError otherwise);
+    ``init_logits`` may be a tensor (integer ones are read as float64), an array or a list.
+    """
+    steps = integer(steps, "steps")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if lr <= 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    logits = init_logits.detach().clone().requires_grad_(True)
+    lr = _learning_rate(lr)
+    logits = as_float_tensor(init_logits).detach().clone().requires_grad_(True)
     sign = -1.0 if maximise else 1.0
     history = torch.empty(steps, dtype=logits.dtype)
     for step in range(steps):
@@ -142,9 +164,12 @@ def fit_policy(
     """Maximise E_π[r] − β·KL(π‖π_ref) by gradient ascent on π's logits (start: π_ref).
 
     The default step ``lr = 2 / (β + max r − min r)`` bounds the curvature of both terms, so the
-    ascent is stable for any β; small β converge slowest (the optimum sits near a vertex).
+    ascent is stable for any β; small β converge slowest (the optimum sits near a vertex). β = ∞
+    raises ValueError (the optimum is π_ref itself; :func:`optimal_policy` gives it).
     """
     beta = _check_beta(beta)
+    if math.isinf(beta):
+        raise ValueError("beta = inf: the optimum is ref_probs itself (optimal_policy gives it)")
     ref = as_float_tensor(ref_probs)
     check_probabilities(ref, "ref_probs")
     ref_logits = torch.log(ref)
@@ -184,12 +209,19 @@ def _k3(log_rho: torch.Tensor) -> torch.Tensor:
 KL_ESTIMATORS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "k1": _k1,  # −log ρ: unbiased, can be negative, high variance
     "k2": _k2,  # ½(log ρ)²: biased (exact only to second order), low variance, ≥ 0
-    "k3": _k3,  # (ρ − 1) − log ρ: unbiased (E_π[ρ − 1] = 0), ≥ 0
+    # (ρ − 1) − log ρ, ≥ 0: unbiased where π_ref's support lies within π's (E_π[ρ − 1] = 0);
+    # otherwise biased by E_π[ρ − 1] = π_ref(supp π) − 1 < 0
+    "k3": _k3,
 }
 
 
 def sample_responses(probs: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """Draw ``n`` indices from a 1-D ``probs`` by inverse CDF on seeded uniforms; shape ``(n,)``."""
+    """Draw ``n`` indices from a 1-D ``probs`` by inverse CDF on seeded uniforms; shape ``(n,)``.
+
+    ``n`` is an int (Python, NumPy or a 0-d tensor; ValueError for 2.0 or True). An index whose
+    probability is 0 is never drawn.
+    """
+    n = integer(n, "n")
     probs = as_float_tensor(probs)
     check_probabilities(probs, "probs")
     if probs.ndim != 1:
@@ -199,16 +231,29 @@ def sample_responses(probs: torch.Tensor, n: int, generator: torch.Generator) ->
     cdf = torch.cumsum(probs, dim=0)
     u = torch.rand(n, generator=generator, dtype=cdf.dtype) * cdf[-1]
     idx = torch.searchsorted(cdf, u, right=True)
-    return idx.clamp(max=probs.numel() - 1)
+    last = int(torch.nonzero(probs > 0).max())  # the last index with mass
+    return idx.clamp(max=last)
 
 
 def kl_estimates(
     probs: torch.Tensor, ref_probs: torch.Tensor, samples: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """Per-sample k1, k2, k3 estimates of KL(π‖π_ref) for responses ``samples`` drawn from π."""
+    """Per-sample k1, k2, k3 estimates of KL(π‖π_ref) for responses ``samples`` drawn from π.
+
+    ``samples`` are integer indices into ``probs`` (a tensor, array or list); ValueError for a
+    float index or one out of range. A sample where π_ref = 0 gives +inf (so does the KL).
+    """
     probs = as_float_tensor(probs)
     ref = as_float_tensor(ref_probs, like=probs)
     check_same_shape(probs, ref, ("probs", "ref_probs"))
+    samples = torch.as_tensor(samples)
+    if samples.is_floating_point() or samples.dtype == torch.bool:
+        raise ValueError(f"samples must be integer indices, got dtype {samples.dtype}")
+    if samples.numel() and (samples.min() < 0 or samples.max() >= probs.shape[-1]):
+        raise ValueError(
+            f"samples must index the {probs.shape[-1]} responses, got {samples.min().item()}.."
+            f"{samples.max().item()}"
+        )
     log_rho = torch.log(ref[samples]) - torch.log(probs[samples])
     return {name: fn(log_rho) for name, fn in KL_ESTIMATORS.items()}
 
@@ -216,7 +261,10 @@ def kl_estimates(
 def exact_estimator_moments(
     probs: torch.Tensor, ref_probs: torch.Tensor
 ) -> dict[str, tuple[float, float]]:
-    """Exact (mean, variance) of each per-sample estimator under x ~ π, summed over responses."""
+    """Exact (mean, variance) of each per-sample estimator under x ~ π, summed over responses.
+
+    Where π_ref = 0 on π's support every estimator is +inf there: mean and variance are +inf.
+    """
     probs = as_float_tensor(probs)
     ref = as_float_tensor(ref_probs, like=probs)
     check_same_shape(probs, ref, ("probs", "ref_probs"))
@@ -228,6 +276,9 @@ def exact_estimator_moments(
     for name, fn in KL_ESTIMATORS.items():
         k = fn(log_rho)
         mean = (p * k).sum()
+        if torch.isinf(mean):
+            out[name] = (float(mean), math.inf)
+            continue
         out[name] = (float(mean), float((p * (k - mean) ** 2).sum()))
     return out
 
@@ -242,7 +293,10 @@ def estimator_repetitions(
     """Per-repetition estimates of KL(π‖π_ref): each averages ``n_samples`` draws x ~ π (seeded).
 
     Returns ``{name: (n_repeats,) tensor}`` for every estimator in ``KL_ESTIMATORS``, in nats.
+    ``n_samples``, ``n_repeats`` and ``seed`` are ints (ValueError for 2.0 or True).
     """
+    n_samples, n_repeats = integer(n_samples, "n_samples"), integer(n_repeats, "n_repeats")
+    seed = integer(seed, "seed")
     if n_repeats < 2:
         raise ValueError(f"n_repeats must be >= 2, got {n_repeats}")
     probs = as_float_tensor(probs)

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from kl_helpers._validate import integer
 from kl_helpers.reference import logits_once, make_reference, predict_logits, reference_view
 from kl_helpers.regularizer import IGNORE_INDEX
 
@@ -208,14 +209,27 @@ def loss_multiplier(micro_batches: int, processes: int) -> float:
     5.15 and 5.24: ``current_gradient_accumulation_steps`` when ``model_accepts_loss_kwargs`` is
     False and there is no ``compute_loss_func``; accelerate's own accumulation is set to 1 step),
     and DDP / FSDP / DeepSpeed average the gradients over the processes. Undoing both makes the
-    gradient that of Σ(items)/N_global over the whole accumulated, gathered batch.
+    gradient that of Σ(items)/N_global over the whole accumulated, gathered batch. Both are ints
+    ≥ 1 (ValueError otherwise).
     """
+    micro_batches, processes = (
+        integer(micro_batches, "micro_batches"),
+        integer(processes, "processes"),
+    )
+    if micro_batches < 1 or processes < 1:
+        raise ValueError(
+            f"micro_batches and processes must be >= 1, got {micro_batches}, {processes}"
+        )
     return float(micro_batches * processes)
 
 
 def check_trainer_scaling(returned: torch.Tensor, loss: torch.Tensor, micro_batches: int) -> None:
     """Raise a RuntimeError unless ``training_step`` returned ``loss / micro_batches`` (the
-    division ``loss_multiplier`` undoes); another transformers version may scale otherwise."""
+    division ``loss_multiplier`` undoes); another transformers version may scale otherwise.
+    ``micro_batches`` is an int ≥ 1 (ValueError otherwise)."""
+    micro_batches = integer(micro_batches, "micro_batches")
+    if micro_batches < 1:
+        raise ValueError(f"micro_batches must be >= 1, got {micro_batches}")
     want = loss.detach().float() / micro_batches
     got = returned.detach().float().reshape(want.shape).to(want.device)
     if not torch.allclose(got, want, rtol=1e-5, atol=0.0, equal_nan=True):
@@ -274,13 +288,20 @@ def add_reference_logits(
 
 
 def num_labels_of(dataset: Any, column: str = "label") -> int:
-    """Number of classes of a dataset: its ``ClassLabel`` feature, else the largest label + 1."""
+    """Number of classes of a dataset: its ``ClassLabel`` feature, else the largest label + 1.
+
+    Labels must be integers ≥ 0 (Python or NumPy; ValueError for none, -100, 1.5 or True: a
+    float label was truncated, 1.5 counted as class 1)."""
     feature = getattr(dataset, "features", {}).get(column)
     if getattr(feature, "num_classes", None):
         return int(feature.num_classes)
-    labels = [int(y) for y in dataset[column]]
+    raw = list(dataset[column])
+    try:
+        labels = [integer(y, column) for y in raw]
+    except ValueError:
+        labels = []
     if not labels or min(labels) < 0:
-        raise ValueError(f"labels must be integers >= 0, got {sorted(set(labels))[:5]}")
+        raise ValueError(f"labels must be integers >= 0, got {sorted(set(map(str, raw)))[:5]}")
     return max(labels) + 1
 
 

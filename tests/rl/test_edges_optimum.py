@@ -148,3 +148,10 @@ def test_pool_frontier_every_keyword():
     }  # fmt: skip
     with pytest.raises(ValueError, match="at least one pool"):
         pool_frontier([], [1.0])
+
+
+@pytest.mark.parametrize("beta", [True, "1", None, [1.0]])
+def test_beta_that_is_no_number(beta):
+    """beta = True and beta = '1' were read as 1."""
+    with pytest.raises(ValueError, match="beta must be"):
+        optimum_summary([0.5, 0.5], [0.0, 1.0], beta)
