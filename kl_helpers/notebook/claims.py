@@ -133,27 +133,6 @@ def compare(
     return SavedRunCheck(run, saved, differences)
 
 
-def assert_claims(
-    always: Mapping[str, object], saved_run: Mapping[str, object], check: SavedRunCheck
-) -> str:
-    """Assert every claim of ``always``, and those of ``saved_run`` when ``check`` matches.
-
-    Values are booleans or zero-argument callables returning one (so that a claim about the
-    saved run is not even evaluated elsewhere). Raises ``AssertionError`` naming the first claim
-    that fails. Returns the summary a notebook's last cell prints: how many claims held, and
-    which were skipped and why, one per line.
-    """
-    checked = dict(always) | (dict(saved_run) if check.matches else {})
-    for claim, ok in checked.items():
-        value = ok() if callable(ok) else ok
-        assert bool(value), claim
-    lines = [f"all {len(checked)} claims checked here hold"]
-    if not check.matches:  # say why, even where the saved run's claims were not even computed
-        lines.append(check.skip_note(len(saved_run)) + (":" if saved_run else ""))
-        lines += [f"  - {claim}" for claim in saved_run]
-    return "\n".join(lines)
-
-
 Claims = Mapping[str, object]  # claim text -> bool, or a zero-argument callable returning one
 
 

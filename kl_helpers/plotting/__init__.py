@@ -4,7 +4,7 @@ Nothing is changed at import time; :func:`use_style` applies the series' look wh
 (``kl_helpers.notebook.setup.setup_notebook`` calls it).
 
 - ``gaussians`` (01, 02), ``fitting`` (03), ``family`` (04), ``optimization`` (05)
-- ``experiment`` (06), ``beta`` (07), ``retention`` (08), ``token_kl`` (09), ``rl`` (10),
+- ``experiment`` (06), ``beta`` (07), ``retention`` (08), ``token_kl`` (09), ``rl`` (10, 11),
   ``trainer`` (12)
 """
 
@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 # Colours used for the same roles across the series.
 COLORS = {"p": "#c0392b", "q": "#2e6fbf", "reference": "#c0392b", "sft": "#222222"}
 
-BETA_RANGE = (1e-3, 1e2)  # β from 0.001 (dark) to 100 (light) spans the palette on a log scale
+BETA_RANGE = (1e-2, 1e2)  # β from 0.01 (dark) to 100 (light) on a log scale; β = 1 in the middle
 
 
 def beta_color(beta: float, cmap: str = "viridis") -> tuple[float, float, float, float]:

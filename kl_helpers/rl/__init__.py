@@ -6,7 +6,7 @@
 - ``loop``: LoRA policy, rollouts, one step, the training loop and its evaluations
 - ``evaluation``: held-out metrics with standard errors, statistics over seeds
 - ``plan``: the experiment's plan (full and quick) and the reward recipes' configs
-- ``runs``: cached runs and the reference's pool of samples
+- ``runs``: cached runs, the reference's pool of samples, one plan's runs (``PlanRuns``, 10 and 11)
 - ``reward``: a classifier as the reward (proxy and gold)
 - ``best_of_n``: Best-of-N's exact distribution and KL, on a discrete reference or a pool
 - ``optimum``: the exact KL-regularised optimum on a discrete reference or a pool

@@ -25,6 +25,7 @@ from kl_helpers.engine.results import (
     is_finished,
     run_dir,
 )
+from kl_helpers.rl.evaluation import heldout_metrics, is_reference
 from kl_helpers.rl.loop import (
     HISTORY_FIELDS,
     EvalFn,
@@ -35,6 +36,8 @@ from kl_helpers.rl.loop import (
     train_policy,
 )
 from kl_helpers.rl.loss import RLConfig
+from kl_helpers.rl.plan import RLHFPlan
+from kl_helpers.rl.reward import RewardModel
 from kl_helpers.runtime import progress_bar
 
 
@@ -197,3 +200,75 @@ def reference_pool(
         out.append(entry)
     bar.close()
     return out
+
+
+@dataclass
+class PlanRuns:
+    """The runs of one :class:`~kl_helpers.rl.plan.RLHFPlan`, trained or loaded from the cache, all
+    evaluated the same way, so notebooks 10 and 11 read the same cached runs (same cache keys).
+
+    ``model`` is π_ref (each run trains a LoRA copy; ``model`` is left untouched); ``proxy`` is the
+    reward the runs maximise, ``gold`` the one they are judged by; ``model_name`` names ``model``
+    in the cache keys. π_ref's own evaluation (step 0 of every run) is computed once and reused.
+    Runs and pool are on ``model``'s device; their numbers are Python floats.
+    """
+
+    plan: RLHFPlan
+    model: torch.nn.Module
+    tokenizer: object
+    proxy: RewardModel
+    gold: RewardModel
+    model_name: str
+    results_dir: Path | str | None = None  # None: the series' results folder
+    _reference_eval: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def eval_config(self) -> RLConfig:
+        """The sampling settings of every held-out evaluation and of π_ref's pool."""
+        return self.plan.eval_config()
+
+    @property
+    def eval_name(self) -> str:
+        """What :meth:`evaluate` computes (prompts, rewards, sample count, seed), for cache keys."""
+        p = self.plan
+        return (f"{p.heldout_prompts}|{self.proxy.label}|{self.gold.label}|"
+                f"{p.eval_generations}|seed{p.seed}|all texts")  # fmt: skip
+
+    def evaluate(self, policy: torch.nn.Module) -> dict:
+        """:func:`~kl_helpers.rl.evaluation.heldout_metrics` of ``policy`` on the plan's held-out
+        prompts (``eval_generations`` responses each, every text kept), as Python floats."""
+        if is_reference(policy) and self._reference_eval:
+            return dict(self._reference_eval)
+        p = self.plan
+        out = heldout_metrics(
+            policy, self.tokenizer, p.heldout_prompts, self.proxy, self.gold, self.eval_config,
+            seed=p.seed + 123, keep_texts=len(p.heldout_prompts) * p.eval_generations,
+        )  # fmt: skip
+        if is_reference(policy):
+            self._reference_eval.update(out)
+        return dict(out)
+
+    def train(
+        self, beta: float, kl_estimator: str = "k1_reward", *, seed: int | None = None,
+        eval_every: int | None = None, progress: bool | None = None,
+    ) -> RLRun:  # fmt: skip
+        """One run of the plan at ``beta`` (reward nats per nat of KL) with ``kl_estimator``
+        (see :class:`~kl_helpers.rl.loss.RLConfig`) and ``seed`` (None: the plan's), evaluated
+        every ``eval_every`` updates (None: once, at the end) and after update 0; trained, or
+        loaded when the cache has it. ValueError (from the plan) for a negative β or bad seed."""
+        config = self.plan.run_config(beta, kl_estimator, seed)
+        return run_rl(
+            config, self.model, self.tokenizer, self.plan.train_prompts, self.proxy,
+            model_name=self.model_name, reward_name=self.proxy.label, progress=progress,
+            results_dir=self.results_dir, evaluate=self.evaluate,
+            eval_every=eval_every or config.steps, eval_name=self.eval_name,
+        )  # fmt: skip
+
+    def reference_pool(self, progress: bool | None = None) -> list[dict]:
+        """π_ref's pool: ``plan.bon_pool`` scored responses per held-out prompt."""
+        p = self.plan
+        return reference_pool(
+            self.model, self.tokenizer, p.heldout_prompts, self.proxy, self.gold,
+            self.eval_config, p.bon_pool, model_name=self.model_name, progress=progress,
+            results_dir=self.results_dir,
+        )  # fmt: skip

@@ -39,18 +39,15 @@ def test_compare_can_leave_fields_out_and_rejects_unknown_names():
         claims.compare("07_beta_strength", quick, fields=("seed",))
 
 
-def test_assert_claims_asserts_saved_run_claims_only_on_the_saved_run():
+def test_saved_run_claims_are_asserted_only_on_the_saved_run():
     saved = claims.SAVED_RUNS["09_llm_token_kl"]
     other = claims.compare("09_llm_token_kl", claims.fingerprint("tiny", "cpu", None, "full"))
     never = {"measured on the saved run": lambda: False}
-    summary = claims.assert_claims({"a theorem": True}, never, other)
-    assert summary.splitlines()[0] == "all 1 claims checked here hold"
-    assert "skipped 1 claim(s)" in summary and "model: tiny here" in summary
-    assert "  - measured on the saved run" in summary
+    assert claims.check_claims({"a theorem": True}, (never, other)).n_held == 1
     with pytest.raises(AssertionError, match="measured on the saved run"):
-        claims.assert_claims({}, never, claims.compare("09_llm_token_kl", saved))
+        claims.check_claims({}, (never, claims.compare("09_llm_token_kl", saved)))
     with pytest.raises(AssertionError, match="a theorem"):
-        claims.assert_claims({"a theorem": False}, {}, other)
+        claims.check_claims({"a theorem": False}, (never, other))
 
 
 def test_notebook_10s_saved_models_are_named_as_the_reward_models_name_themselves():
@@ -66,11 +63,12 @@ def test_notebook_10s_saved_models_are_named_as_the_reward_models_name_themselve
 
 def test_the_reason_is_given_even_when_no_saved_run_claim_was_computed():
     quick = claims.fingerprint(MINILM, "cpu", None, "quick")
-    summary = claims.assert_claims({"a theorem": True}, {}, claims.compare("08_forgetting", quick))
-    assert "skipped 0 claim(s) measured on the saved run" in summary
-    assert "plan: quick here, full (reference: last 64 tokens" in summary
+    report = claims.check_claims({"a theorem": True}, ({}, claims.compare("08_forgetting", quick)))
+    assert "skipped 0 claim(s) measured on the saved run" in report.notes[0]
+    assert "plan: quick here, full (reference: last 64 tokens" in report.notes[0]
     saved = claims.compare("08_forgetting", claims.SAVED_RUNS["08_forgetting"])
-    assert claims.assert_claims({"a theorem": True}, {}, saved) == "all 1 claims checked here hold"
+    report = claims.check_claims({"a theorem": True}, ({}, saved))
+    assert report.notes == () and str(report) == "1 claims: 1 hold\n  holds  a theorem"
 
 
 def test_check_claims_tabulates_held_and_skipped_claims_with_the_reason():

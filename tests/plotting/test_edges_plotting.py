@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import kl_helpers.plotting as plotting
-from kl_helpers.plotting import beta_color, get_ax
+from kl_helpers.plotting import BETA_RANGE, beta_color, get_ax
 from kl_helpers.plotting.family import plot_divergence_classes
 from kl_helpers.plotting.fitting import plot_discrete_fits
 from kl_helpers.plotting.optimization import (
@@ -122,8 +122,8 @@ def test_input_they_cannot_draw(draw, match):
 
 def test_beta_color_edges():
     assert beta_color(0.0) == beta_color(0)
-    assert beta_color(1e-9) == beta_color(1e-3)  # clipped below the range
-    assert beta_color(1e9) == beta_color(1e2)  # and above it
+    assert beta_color(1e-9) == beta_color(BETA_RANGE[0])  # clipped below the range
+    assert beta_color(1e9) == beta_color(BETA_RANGE[1])  # and above it
     assert beta_color(np.float64(0.3)) == beta_color(0.3)
     for bad in (-1e-300, math.inf, math.nan):
         with pytest.raises(ValueError, match="beta must be"):

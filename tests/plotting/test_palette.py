@@ -19,7 +19,8 @@ def test_the_palette_is_viridis_on_a_log_scale_of_beta():
     assert beta_color(0.5) == mpl.colormaps["viridis"](0.05 + 0.85 * x)
     assert beta_color(BETA_RANGE[0] / 10) == beta_color(BETA_RANGE[0])  # clipped below
     assert beta_color(BETA_RANGE[1] * 10) == beta_color(BETA_RANGE[1])  # and above
-    assert len({beta_color(b) for b in (0.01, 0.1, 0.5, 1.0, 10.0)}) == 5
+    series = (0.01, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 3.0, 10.0, 30.0, 100.0)  # every β used
+    assert len({beta_color(b) for b in series}) == len(series)
     assert beta_color(0.0) == mpl.colors.to_rgba(COLORS["sft"])
 
 

@@ -182,3 +182,47 @@ def test_an_edit_that_cannot_run_fails_in_the_edit_cell(change, message):
 
 def test_edited_betas_are_sorted_floats():
     assert RLHFPlan().replace(betas=(1, 0.1, 0.3)).betas == (0.1, 0.3, 1.0)
+
+
+def test_plan_runs_share_one_reference_evaluation_and_the_cache(tmp_path):
+    """PlanRuns (notebooks 10 and 11): π_ref is evaluated once for every run's step 0, a second
+    PlanRuns on the same folder loads the runs (same keys) without calling the reward, and each
+    run is the plan's config at the β, estimator and seed asked for."""
+    from kl_helpers.rl.runs import PlanRuns
+
+    class Counted:
+        label, calls = "a-share", 0
+
+        def __call__(self, texts):
+            Counted.calls += 1
+            return a_reward(texts)
+
+    plan = RLHFPlan(
+        train_prompts=tuple(TINY_PROMPTS[:2]), heldout_prompts=tuple(TINY_PROMPTS[2:]),
+        base=CONFIG.replace(steps=2), hack_steps=2, sweep_steps=1, eval_every=1,
+        eval_generations=2, bon_ns=(1, 2), bon_pool=4,
+    )  # fmt: skip
+    model, tok = tiny_llama(), CharTokenizer()
+    runs = PlanRuns(plan, model, tok, Counted(), Counted(), "tiny", results_dir=tmp_path)
+    long = runs.train(0.0, eval_every=plan.eval_every, progress=False)
+    short = runs.train(0.3, "k3_loss", seed=1, progress=False)
+    assert (long.config.steps, long.config.beta, long.config.seed) == (2, 0.0, 0)
+    assert (short.config.steps, short.config.kl_estimator, short.config.seed) == (1, "k3_loss", 1)
+    assert [e["step"] for e in long.history.evals] == [0, 1, 2]
+    assert short.history.evals[0] == long.history.evals[0]  # π_ref's step 0, computed once
+    assert long.history.evals[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+    assert len(long.history.evals[0]["texts"]) == len(plan.heldout_prompts) * 2
+    pool = runs.reference_pool(progress=False)
+    assert [len(e["texts"]) for e in pool] == [plan.bon_pool] * len(plan.heldout_prompts)
+
+    Counted.calls = 0
+    again = PlanRuns(plan, model, tok, Counted(), Counted(), "tiny", results_dir=tmp_path)
+    assert again.train(0.3, "k3_loss", seed=1).history.evals == short.history.evals
+    assert again.reference_pool() == pool
+    assert Counted.calls == 0  # loaded, not trained, evaluated or scored again
+    assert (
+        PlanRuns(plan, model, tok, Counted(), Counted(), "other", results_dir=tmp_path)
+        .train(0.3, "k3_loss", seed=1, progress=False)
+        .key
+        != short.key
+    )  # another model name: another run
