@@ -8,7 +8,9 @@ training mode, with return_outputs; get_batch_samples' item count; two optimizer
 gradient accumulation against the stock Trainer's; get_decay_parameter_names both ways;
 prediction_step with and without labels and a reference-logits column; log's train / eval /
 custom-prefix means, an uneven last eval batch, and predict() before evaluate(); reference_logits
-without a reference."""
+without a reference; construction with stock TrainingArguments, precomputed reference logits in
+one or both datasets (or an eval dict), shift_labels forced either way on a causal LM, and a LoRA
+policy whose reference is itself with adapters off."""
 
 from __future__ import annotations
 
@@ -304,3 +306,52 @@ def test_predict_does_not_leak_into_the_next_evaluation(tmp_path):
     after = trainer.evaluate()
     for key in ("eval_loss", "eval_task_loss", "eval_divergence"):
         assert after[key] == pytest.approx(before[key], rel=1e-6), key
+
+
+# ----------------------------------------------------------------------------- construction
+
+
+def test_construction_edges(tmp_path):
+    with pytest.raises(ValueError, match="KLTrainingArguments"):
+        KLTrainer(llama(0), stock_args(tmp_path))
+    data = lm_dataset(4)
+    with_ref = data.add_column("ref_logits", [[0.0]] * 4)
+    # precomputed logits in both datasets: no reference; in the training set only, or an eval
+    # dict: a frozen copy, which the eval batches need
+    none = KLTrainer(llama(0), train_args(tmp_path), train_dataset=with_ref, eval_dataset=with_ref)
+    assert none.ref_model is None
+    for eval_data in (data, {"a": with_ref}):
+        trainer = KLTrainer(llama(0), train_args(tmp_path), train_dataset=with_ref,
+                            eval_dataset=eval_data)  # fmt: skip
+        assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_shift_labels_overrides_the_model_kind(tmp_path, shift):
+    batch = lm_batch()
+    batch["labels"][2, :3] = torch.tensor([1, 2, 3])  # row 2 gets labels before position 3
+    trainer = KLTrainer(llama(0), train_args(tmp_path, beta=0.0, shift_labels=shift))
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        logits = llama(0).eval()(input_ids=batch["input_ids"]).logits
+    task, _, n = hand_terms(logits, logits, batch["labels"], "forward", shift=shift)
+    assert trainer.shift is shift and loss == pytest.approx(task / n, rel=1e-5)
+
+
+def test_lora_policy_is_its_own_reference(tmp_path):
+    batch = lm_batch()
+    trainer = KLTrainer(llama(0), train_args(tmp_path, beta=5.0, lora_r=2))
+    assert trainer.ref_model is None
+    with torch.no_grad():  # LoRA's B is 0 at the start: KL to the adapter-free model is 0
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+        policy = trainer.model(input_ids=batch["input_ids"]).logits
+        with trainer.model.disable_adapter():
+            ref = trainer.model(input_ids=batch["input_ids"]).logits
+    task, div, n = hand_terms(policy, ref, batch["labels"], "forward", shift=True)
+    assert div > 1e-4 and loss == pytest.approx((task + 5.0 * div) / n, rel=1e-5)
