@@ -35,8 +35,10 @@ def native_bf16() -> bool:
         return torch.cuda.get_device_capability()[0] >= 8
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` on ``device`` (None = fp32); "auto": bf16 if native."""
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """Autocast dtype for ``precision`` on ``device`` (None = fp32); "auto": bf16 if native.
+    ``device`` is a ``torch.device`` or a name such as "cpu"; ValueError for another precision."""
+    device = torch.device(device)
     if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
         return None
     if precision == "auto":
@@ -47,26 +49,30 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
-    """``torch.autocast`` to ``dtype`` on ``device``; nothing when ``dtype`` is None."""
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Iterator[None]:
+    """``torch.autocast`` to ``dtype`` on ``device`` (a ``torch.device`` or a name); nothing when
+    ``dtype`` is None."""
     if dtype is None:
         yield
     else:
-        with torch.autocast(device_type=device.type, dtype=dtype):
+        with torch.autocast(device_type=torch.device(device).type, dtype=dtype):
             yield
 
 
-def fused_adamw_available(device: torch.device) -> bool:
-    """True if torch has a fused AdamW for ``device`` (CPU: torch >= 2.4)."""
+def fused_adamw_available(device: torch.device | str) -> bool:
+    """True if torch has a fused AdamW for ``device`` (CPU: torch >= 2.4); False also where the
+    device is not there (CUDA on a CPU-only build)."""
     try:
         torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, AssertionError):  # AssertionError: torch without CUDA
         return False
     return True
 
 
-def adamw_implementation(choice: str, device: torch.device) -> str:
-    """The AdamW implementation ``choice`` means on ``device`` ("auto": the fastest there is)."""
+def adamw_implementation(choice: str, device: torch.device | str) -> str:
+    """The AdamW implementation ``choice`` means on ``device`` ("auto": the fastest there is);
+    ``device`` is a ``torch.device`` or a name. ValueError for a choice not in ADAMW_FLAGS."""
+    device = torch.device(device)
     impl = FASTEST_ADAMW.get(device.type, "foreach") if choice == "auto" else choice
     if impl not in ADAMW_FLAGS:
         raise ValueError(f"optimizer must be auto or one of {tuple(ADAMW_FLAGS)}, got {choice!r}")
@@ -76,7 +82,7 @@ def adamw_implementation(choice: str, device: torch.device) -> str:
 
 
 def make_adamw(
-    params, lr: float, weight_decay: float, implementation: str, device: torch.device
+    params, lr: float, weight_decay: float, implementation: str, device: torch.device | str
 ) -> torch.optim.AdamW:
     """AdamW(lr, weight_decay) on every parameter, in ``implementation`` (see FASTEST_ADAMW)."""
     flags = ADAMW_FLAGS[adamw_implementation(implementation, device)]

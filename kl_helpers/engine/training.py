@@ -249,11 +249,15 @@ def train_loop(
     )
 
 
-def make_optimizer(params, config: ExperimentConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW(lr, weight_decay on every parameter) in the ``config.optimizer`` implementation."""
+def make_optimizer(
+    params, config: ExperimentConfig, device: torch.device | str
+) -> torch.optim.AdamW:
+    """AdamW(lr, weight_decay on every parameter) in the ``config.optimizer`` implementation for
+    ``device`` (a ``torch.device`` or a name; ``precision.adamw_implementation``)."""
     return make_adamw(params, config.lr, config.weight_decay, config.optimizer, device)
 
 
-def autocast_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype for ``config.precision`` on ``device`` (None = fp32)."""
+def autocast_dtype(config: ExperimentConfig, device: torch.device | str) -> torch.dtype | None:
+    """Mixed-precision dtype for ``config.precision`` on ``device`` (None = fp32; a
+    ``torch.device`` or a name)."""
     return precision_dtype(config.precision, device)

@@ -18,12 +18,14 @@ Introduced in notebook 12.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainingArguments
 
+from kl_helpers._validate import integer, real
 from kl_helpers.reference import disable_dropout, is_peft_model, make_reference, reference_view
 from kl_helpers.regularizer import (
     check_direction,
@@ -47,7 +49,9 @@ from kl_helpers.trainer.utils import (
 class KLTrainingArguments(TrainingArguments):
     """``TrainingArguments`` plus the regulariser: loss = task + β·D(policy, reference)."""
 
-    beta: float = field(default=0.1, metadata={"help": "β, weight of the divergence (>= 0)."})
+    beta: float = field(
+        default=0.1, metadata={"help": "β, weight of the divergence (finite, >= 0)."}
+    )
     divergence: str = field(
         default="forward",
         metadata={"help": "forward = KL(ref‖policy), reverse = KL(policy‖ref), js = JS_π."},
@@ -57,7 +61,8 @@ class KLTrainingArguments(TrainingArguments):
         metadata={"help": "π in [0, 1]: the reference's share of the JS mixture (GKD's beta)."},
     )
     temperature: float = field(
-        default=1.0, metadata={"help": "Both logits are divided by it before the divergence."}
+        default=1.0,
+        metadata={"help": "Both logits are divided by it (finite, > 0) before the divergence."},
     )
     shift_labels: bool | None = field(
         default=None,
@@ -87,13 +92,18 @@ class KLTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        """Check the regulariser's fields, then the Trainer's. ValueError for β NaN, inf (inf · 0
+        is NaN at step 0) or < 0, a temperature that is not finite and > 0, a ``lora_r`` that is
+        not an int ≥ 0, and the fields in ``REFUSED_LOSS_FLAGS``."""
         refuse_loss_flags(self)
         check_direction(self.divergence)
         check_js_weight(self.js_weight)
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        beta, temperature = real(self.beta, "beta"), real(self.temperature, "temperature")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {self.beta}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {self.temperature}")
+        self.lora_r = integer(self.lora_r, "lora_r")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be >= 0, got {self.lora_r}")
         super().__post_init__()
@@ -111,7 +121,7 @@ class KLTrainingArguments(TrainingArguments):
 # processes, where it would differ); the fields below are refused with a ValueError naming them.
 REFUSED_LOSS_FLAGS = {
     "label_names": (
-        lambda v: v not in (None, ["labels"]),
+        lambda v: v is not None and (isinstance(v, str) or list(v) != ["labels"]),
         "KLTrainer reads the targets from the 'labels' column only",
     ),
     "neftune_noise_alpha": (
@@ -145,7 +155,8 @@ class KLTrainer(Trainer):
     ``ref_model=None`` freezes a copy of ``model`` as it is now (the correct start reference),
     or, for a PEFT policy, uses it with adapters disabled; nothing when the datasets carry
     precomputed reference logits. Logs ``task_loss`` and ``divergence`` (nats) next to the
-    Trainer's ``loss``, averaged like it over logging steps, accumulation and processes.
+    Trainer's ``loss``, averaged like it over logging steps, accumulation and processes, and in
+    evaluation over batches weighted by their rows (each ``evaluate`` / ``predict`` afresh).
     """
 
     # Scaling contract (``trainer_utils.loss_multiplier``): the Trainer divides compute_loss's
@@ -268,7 +279,8 @@ class KLTrainer(Trainer):
         if n_items is not None:
             scale = loss_multiplier(self._divisor(), self.accelerator.num_processes)
             task, div = task * scale, div * scale
-        self._record("train" if model.training else "eval", task, div)
+        weight = 1 if model.training else len(labels)  # evaluation_loop weights rows
+        self._record("train" if model.training else "eval", task, div, weight)
         loss = task + self.args.beta * div
         if n_items is not None:
             self._last_loss = loss.detach()
@@ -280,9 +292,16 @@ class KLTrainer(Trainer):
             return [name for name, _ in model.named_parameters()]
         return super().get_decay_parameter_names(model)
 
-    def _record(self, mode: str, task: torch.Tensor, div: torch.Tensor) -> None:
-        row = torch.stack([task.detach().float(), div.detach().float(), torch.ones_like(task)])
+    def _record(self, mode: str, task: torch.Tensor, div: torch.Tensor, weight: int = 1) -> None:
+        task, div = task.detach().float(), div.detach().float()
+        row = torch.stack([task * weight, div * weight, torch.full_like(task, weight)])
         self._sums[mode] = self._sums[mode] + row if mode in self._sums else row
+
+    def evaluation_loop(self, *args, **kwargs):
+        """As the Trainer's, with the logged evaluation means started afresh: ``predict``
+        records batches but never logs them, so they must not reach the next ``evaluate``."""
+        self._sums.pop("eval", None)
+        return super().evaluation_loop(*args, **kwargs)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """As the Trainer's, but the reference-logits column never reaches the model."""

@@ -243,7 +243,17 @@ def check_trainer_scaling(returned: torch.Tensor, loss: torch.Tensor, micro_batc
 def tokenize_dataset(
     dataset: Any, tokenizer: Any, max_length: int = 128, text_column: str = "text"
 ):
-    """Tokenise ``text_column`` of a ``datasets.Dataset``; no padding (the collator pads)."""
+    """Tokenise ``text_column`` of a ``datasets.Dataset``, truncated to ``max_length`` tokens; no
+    padding (the collator pads). ``max_length`` is an int ≥ 1 and ≥ the special tokens the
+    tokenizer adds (2 for BERT's [CLS] … [SEP]): below that the tokenizer did not truncate at all,
+    so it is a ValueError."""
+    max_length = integer(max_length, "max_length")
+    specials = getattr(tokenizer, "num_special_tokens_to_add", lambda: 0)()
+    if max_length < max(1, specials):
+        raise ValueError(
+            f"max_length must be >= {max(1, specials)} (the tokenizer adds {specials} special "
+            f"tokens, and below that it does not truncate), got {max_length}"
+        )
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
         return tokenizer(batch[text_column], truncation=True, max_length=max_length)
@@ -265,7 +275,11 @@ def add_reference_logits(
     For a fixed classification dataset the frozen reference's logits never change, so one pass
     (``kl_helpers.reference.logits_once``) replaces a reference forward at every step.
     Token-level (LM) logits are refused: ``T × V`` floats per example is too much to store.
+    ``batch_size`` is an int ≥ 1 (ValueError otherwise).
     """
+    batch_size = integer(batch_size, "batch_size")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if device is not None:
         ref_model.to(device)
     features = [dataset[i] for i in range(len(dataset))]

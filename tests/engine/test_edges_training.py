@@ -2,7 +2,9 @@
 against float64 loops for every method at β = 0, 5e-324 and 1e6, -inf and ±1e4 logits, -100
 labels; train_step's SGD update against a hand-written loss on a tiny float64 bag-of-words model,
 with cached or live reference, kl_inputs task/replay/both; bad method, β and kl_inputs;
-replay_batches against torch.randperm of the same generator; train_loop's step count and order."""
+replay_batches against torch.randperm of the same generator; train_loop's step count and order;
+make_optimizer's two steps for every optimizer against the stock AdamW of the config's lr and
+weight decay, and autocast_dtype for every precision, with devices as torch.device or a name."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from kl_helpers.engine.config import ExperimentConfig
 from kl_helpers.engine.training import (
     MONITORS,
     Replay,
+    autocast_dtype,
     divergence_terms,
     kl_regularised_loss,
+    make_optimizer,
     replay_batches,
     train_loop,
     train_step,
@@ -220,3 +224,34 @@ def test_train_loop_steps_and_history(shuffle, batch_size):
         start = Bag(0)(ids, mask).logits
     ce = -torch.log_softmax(start, -1)[torch.arange(len(first)), torch.tensor(LABELS)[first]]
     assert history.task[0] == pytest.approx(ce.mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["auto", "fused", "foreach", "for_loop"])
+@pytest.mark.parametrize("device", [torch.device("cpu"), "cpu"])
+def test_make_optimizer_is_the_stock_adamw_of_the_config(optimizer, device):
+    # device "cpu" (a name, as torch takes it) raised AttributeError for optimizer="auto"
+    config = ExperimentConfig(lr=0.05, weight_decay=0.3, optimizer=optimizer)
+    model, stock = Bag(seed=1), Bag(seed=1)
+    opt = make_optimizer(model.parameters(), config, device)
+    ref = torch.optim.AdamW(stock.parameters(), lr=0.05, weight_decay=0.3)
+    assert len(opt.param_groups) == 1 and len(opt.param_groups[0]["params"]) == 2
+    for _ in range(2):
+        for m, o in ((model, opt), (stock, ref)):
+            m.weight.grad = torch.ones_like(m.weight)
+            m.bias.grad = -torch.ones_like(m.bias)
+            o.step()
+    assert torch.allclose(model.weight, stock.weight, rtol=1e-12, atol=1e-14)
+    assert torch.allclose(model.bias, stock.bias, rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(model.bias, Bag(seed=1).bias)
+
+
+@pytest.mark.parametrize("device", [torch.device("cpu"), "cpu", torch.device("cuda"), "mps"])
+def test_autocast_dtype_of_the_config(device):
+    # "cpu" as a name raised AttributeError for precision="auto"
+    from kl_helpers import precision
+
+    for choice in ("auto", "fp32", "bf16", "fp16"):
+        want = precision.autocast_dtype(choice, torch.device(device))
+        assert autocast_dtype(ExperimentConfig(precision=choice), device) is want
+    assert autocast_dtype(ExperimentConfig(precision="bf16"), device) is torch.bfloat16
+    assert autocast_dtype(ExperimentConfig(precision="fp32"), device) is None
