@@ -56,8 +56,9 @@ def posterior(model: GaussianModel, x: torch.Tensor) -> tuple[torch.Tensor, torc
     w_prior = torch.sigmoid(torch.tensor(log_a - log_b, dtype=x.dtype))
     w_data = torch.sigmoid(torch.tensor(log_b - log_a, dtype=x.dtype))
     mean = w_prior * model.prior_mean + w_data * (x.sum() / x.numel())
-    std = torch.tensor(-0.5 * torch.logaddexp(torch.tensor(log_a), torch.tensor(log_b)).item())
-    return mean, std.exp().to(x.dtype)
+    top = max(log_a, log_b)
+    log_precision = top + math.log1p(math.exp(min(log_a, log_b) - top))  # float64 logaddexp
+    return mean, torch.tensor(math.exp(-0.5 * log_precision), dtype=x.dtype)
 
 
 def log_joint(model: GaussianModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
