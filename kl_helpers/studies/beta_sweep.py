@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -137,7 +138,15 @@ def sweep_data(config: SentimentConfig) -> SweepData:
 def split_probs(
     result: RunResult, kind: str, n_validation: int
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
-    """``{"train"|"validation"|"test": (probabilities (N, C), labels)}`` of one model ``kind``."""
+    """``{"train"|"validation"|"test": (probabilities (N, C), labels)}`` of one model ``kind``.
+
+    The first ``n_validation`` held-out texts are the validation split; ValueError unless it is
+    an integer in [0, number of held-out texts]."""
+    n_held = len(result.test_labels)
+    if isinstance(n_validation, bool) or not isinstance(n_validation, numbers.Integral):
+        raise ValueError(f"n_validation must be an integer in [0, {n_held}], got {n_validation!r}")
+    if not 0 <= n_validation <= n_held:
+        raise ValueError(f"n_validation must be an integer in [0, {n_held}], got {n_validation}")
     held = result.prob(kind, "test")
     labels = list(result.test_labels)
     return {

@@ -1,11 +1,16 @@
-"""kl_helpers.studies.beta_sweep's numbers at their edges (issue 30): t_interval against scipy's
+"""kl_helpers.studies.beta_sweep at its edges (issue 30): t_interval against scipy's
 t.interval at n = 1, 2, 5 and 50, levels 1e-9, 0.5, 0.95 and 1 - 1e-12, scales 1e-300 and 1e300,
 equal values, lists/tuples/arrays, and refusals (none, 2-D, NaN, inf, level 0, 1, NaN, and values
 whose mean or spread overflows float64); pareto_frontier against a brute-force enumeration with
 ties, duplicates, ±inf, one point and none, and bad shapes; run_name for β = 0, -0.0, 5e-324 and
 1e6; best_beta with ties, NaN seeds and no rows; summarise's means and sample sds against numpy
 and its method order; seed_comparisons against t_interval of the per-seed differences (partial
-seed overlap, duplicate rows per seed, no pairs, no shared seed)."""
+seed overlap, duplicate rows per seed, no pairs, no shared seed); both plans' configs against an
+enumeration, describe, sweep_plan under $KL_QUICK, edited_plan (unsorted βs, NumPy seeds,
+refusals) and is_default_plan (βs within 1e-12); on hand-made runs: split_probs for validation
+sizes 0..all and outside them (refused), evaluation_table's reference rows once per seed,
+theory_table against the forward closed form and the reverse fixed-point equation (SFT left
+out), confidence_table against loops."""
 
 from __future__ import annotations
 
@@ -16,15 +21,26 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
+from kl_helpers.engine.config import ExperimentConfig
+from kl_helpers.engine.results import LossHistory, RunResult
 from kl_helpers.studies.beta_sweep import (
+    PLANS,
     best_beta,
+    confidence_table,
+    edited_plan,
+    evaluation_table,
+    is_default_plan,
     pareto_frontier,
     run_name,
     seed_comparisons,
+    split_probs,
     summarise,
+    sweep_plan,
     t_interval,
+    theory_table,
 )
 
 rng = np.random.default_rng(0)
@@ -184,3 +200,125 @@ def test_seed_comparisons_against_t_interval():
         "reverse β=0.3",
         "forward β=1",
     ]
+
+
+# --- plans and the tables built from runs -------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["full", "quick"])
+def test_plan_configs_describe_and_defaults(monkeypatch, mode):
+    plan = PLANS[mode]
+    want = []
+    for seed in plan.seeds:
+        base = plan.base.replace(seed=seed)
+        want.append(base.replace(method="sft", beta=0.0))
+        want += [base.replace(method=m, beta=b) for m in ("forward", "reverse") for b in plan.betas]
+    assert plan.configs() == want and f"= {len(want)} runs" in plan.describe()
+    monkeypatch.setenv("KL_QUICK", "1" if mode == "quick" else "0")
+    assert sweep_plan() is plan and sweep_plan(mode == "quick") is plan
+    assert is_default_plan(plan) and is_default_plan(edited_plan(plan))
+    near = edited_plan(plan, betas=[b * (1 + 1e-13) for b in plan.betas])
+    assert is_default_plan(near)  # within 1e-12: the same β
+    assert not is_default_plan(edited_plan(plan, seeds=[*plan.seeds, 99]))
+    assert not is_default_plan(edited_plan(plan, betas=[*plan.betas, 50.0]))
+    reordered = edited_plan(
+        plan, betas=list(reversed(plan.betas)), seeds=[np.int64(s) for s in plan.seeds]
+    )
+    assert reordered.betas == plan.betas and reordered.seeds == plan.seeds
+    for bad in ({"betas": [0.0]}, {"betas": [1.0, 1.0]}, {"seeds": [True]}, {"seeds": [-1]}):
+        with pytest.raises(ValueError):
+            edited_plan(plan, **bad)
+
+
+def fake_run(method, beta, seed, ref_rows, final_rows, train_labels, test_labels):
+    config = ExperimentConfig(method=method, beta=beta, seed=seed)
+    n = len(train_labels)
+    ref = torch.tensor(ref_rows, dtype=torch.float64)
+    fin = torch.tensor(final_rows, dtype=torch.float64)
+    probs = {
+        "reference/train": ref[:n], "reference/test": ref[n:], "start/train": ref[:n],
+        "start/test": ref[n:], "final/train": fin[:n], "final/test": fin[n:],
+    }  # fmt: skip
+    history = LossHistory([0], [1.0], [0.0], [0.0], beta, method)
+    labels = ("a", "b", "c")
+    return RunResult(config, "k", "m", "cpu", 0.0, labels, ("t",) * n, tuple(train_labels),
+                     ("u",) * len(test_labels), tuple(test_labels), history, probs)  # fmt: skip
+
+
+REF_ROWS = [
+    [0.6, 0.3, 0.1],
+    [0.2, 0.5, 0.3],
+    [0.1, 0.1, 0.8],
+    [1 / 3, 1 / 3, 1 / 3],
+    [0.5, 0.5, 0.0],
+]
+FINAL_ROWS = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]]
+TRAIN, TEST = [0, 1], [2, 0, 1]
+
+
+def runs():
+    return [
+        fake_run("sft", 0.0, 0, REF_ROWS, FINAL_ROWS, TRAIN, TEST),
+        fake_run("forward", 0.5, 0, REF_ROWS, REF_ROWS, TRAIN, TEST),
+        fake_run("reverse", 2.0, 1, REF_ROWS, FINAL_ROWS, TRAIN, TEST),
+    ]
+
+
+@pytest.mark.parametrize("n_validation", [0, 1, 3])
+def test_split_probs(n_validation):
+    parts = split_probs(runs()[0], "final", n_validation)
+    assert parts["train"][0].tolist() == FINAL_ROWS[:2] and parts["train"][1] == TRAIN
+    assert parts["validation"][0].tolist() == FINAL_ROWS[2 : 2 + n_validation]
+    assert parts["validation"][1] == TEST[:n_validation] and parts["test"][1] == TEST[n_validation:]
+    assert parts["test"][0].tolist() == FINAL_ROWS[2 + n_validation :]
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 1.5])
+def test_split_probs_refuses_a_validation_size_outside_the_texts(bad):
+    # failed before the fix: -1 put all but the last text in "validation", 4 left "test" empty
+    with pytest.raises(ValueError, match="n_validation must be an integer in"):
+        split_probs(runs()[0], "final", bad)
+
+
+def test_evaluation_table_reference_rows_once_per_seed():
+    table = evaluation_table(runs(), 1)
+    ref = table[table["method"] == "reference"]
+    assert (
+        sorted(set(ref["seed"])) == [0, 1] and len(ref) == 2 * 3 and (ref["beta"] == math.inf).all()
+    )
+    assert len(table) == 3 * 3 + 6
+    row = table[(table["method"] == "forward") & (table["split"] == "test")].iloc[0]
+    nll = -(math.log(REF_ROWS[3][0]) + math.log(REF_ROWS[4][1])) / 2
+    assert row["nll"] == pytest.approx(nll, rel=1e-12)
+
+
+def test_theory_table_against_the_closed_forms():
+    table = theory_table(runs())
+    assert set(table["method"]) == {"forward", "reverse"} and len(table) == 4
+    fwd = table[table["method"] == "forward"]
+    for i, y in enumerate(TRAIN):
+        r_y = REF_ROWS[i][y]
+        row = fwd[fwd["sentence"] == i].iloc[0]
+        assert row["r_y"] == r_y and row["predicted"] == pytest.approx(
+            (1 + 0.5 * r_y) / 1.5, rel=1e-12
+        )
+        assert row["trained"] == r_y and row["gap"] == pytest.approx(
+            r_y - row["predicted"], rel=1e-12
+        )
+    rev = table[table["method"] == "reverse"]
+    for i, y in enumerate(TRAIN):
+        r_y, beta = REF_ROWS[i][y], 2.0
+        # reverse optimum: π_y solves π_y = r_y·exp(1/(β π_y)) / (r_y·exp(1/(β π_y)) + 1 − r_y)
+        pred = float(rev[rev["sentence"] == i]["predicted"].iloc[0])
+        e = r_y * math.exp(1 / (beta * pred))
+        assert pred == pytest.approx(e / (e + 1 - r_y), rel=1e-9)
+
+
+def test_confidence_table_against_loops():
+    table = confidence_table(runs()[:1])
+    assert list(table["split"]) == ["train", "test"]
+    train, test = table.iloc[0], table.iloc[1]
+    assert train["max_prob"] == pytest.approx((0.7 + 0.8) / 2, rel=1e-12)
+    assert train["label_prob"] == pytest.approx((0.7 + 0.8) / 2, rel=1e-12)
+    assert test["max_prob"] == pytest.approx((0.4 + 0.6 + 0.9) / 3, rel=1e-12)
+    assert test["label_prob"] == pytest.approx((0.4 + 0.2 + 0.05) / 3, rel=1e-12)
