@@ -5,7 +5,8 @@ unfinished run refused; run_rl's cache key against RLConfig.key of model, reward
 evaluation (eval_every/eval_name count only with an evaluator) and a cached run loaded without
 touching the model; reference_pool's chunks, seeds and truncation against an enumeration with a
 fake rollout (size 1, chunk 1, chunk past size), its per-prompt cache, size/chunk < 1 refused;
-PlanRuns.eval_name, evaluate (π_ref evaluated once) and train (eval_every None or given, seed)."""
+PlanRuns.eval_name, evaluate (π_ref evaluated once) and train (eval_every None or given, seed);
+policy_from_run against the trained LoRA policy's logits, the model left untouched, eval mode."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ import torch
 from kl_helpers.rl import runs
 from kl_helpers.rl.loop import HISTORY_FIELDS, RLHistory
 from kl_helpers.rl.loss import RLConfig
-from kl_helpers.rl.runs import PlanRuns, RLRun, load_rl_run, reference_pool, run_rl, save_rl_run
+from kl_helpers.rl.runs import (
+    PlanRuns,
+    RLRun,
+    load_rl_run,
+    policy_from_run,
+    reference_pool,
+    run_rl,
+    save_rl_run,
+)
 
 SAMPLES = ["a, b", 'say "hi"', "line\nbreak\r\n", "", "naïve 😀"]
 
@@ -205,3 +214,30 @@ def test_plan_runs_eval_name_evaluate_and_train(tmp_path, monkeypatch):
     assert k0["eval_every"] == c0.steps and k0["eval_name"] == pr.eval_name
     assert k0["reward_name"] == "proxy" and k0["results_dir"] == tmp_path
     assert c1 == RLConfig(beta=1e6, kl_estimator="k3_loss", seed=5) and k1["eval_every"] == 2
+
+
+def test_policy_from_run_carries_the_adapter():
+    from peft import get_peft_model_state_dict
+
+    from kl_helpers.rl.loop import add_lora
+    from tests.rl.test_loop import tiny_llama
+
+    config = RLConfig(lora_r=4, lora_alpha=8, seed=5)
+    base = tiny_llama()
+    trained = add_lora(tiny_llama(), config)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(trained).items()}
+    run = RLRun(config, "k", history(1), state, "tiny", 1.0)
+    before = [p.detach().clone() for p in base.parameters()]
+    policy = policy_from_run(base.train(), run)
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    with torch.no_grad():
+        want = trained.eval()(input_ids=ids).logits
+        got = policy(input_ids=ids).logits
+    assert not policy.training and torch.allclose(got, want, atol=1e-6)
+    assert not torch.allclose(got, base.eval()(input_ids=ids).logits, atol=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(before, base.parameters(), strict=True))

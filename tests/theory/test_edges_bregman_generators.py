@@ -14,7 +14,14 @@ import mpmath
 import pytest
 import torch
 
-from kl_helpers.theory.bregman import BREGMAN_GENERATORS, get_bregman_generator
+from kl_helpers.theory.bregman import (
+    BREGMAN_GENERATORS,
+    burg_entropy_generator,
+    get_bregman_generator,
+    log_partition_generator,
+    negative_entropy_generator,
+    squared_euclidean_generator,
+)
 
 mpmath.mp.dps = 50
 
@@ -147,6 +154,12 @@ def test_domain_checks_refuse(name, bad):
 
 
 def test_get_bregman_generator():
+    assert BREGMAN_GENERATORS == {
+        "squared_euclidean": squared_euclidean_generator,
+        "negative_entropy": negative_entropy_generator,
+        "itakura_saito": burg_entropy_generator,
+        "log_partition": log_partition_generator,
+    }
     for name, factory in BREGMAN_GENERATORS.items():
         assert get_bregman_generator(name).name == factory().name
     with pytest.raises(ValueError, match="unknown Bregman generator 'kl'"):
