@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,10 @@ class TextData:
 
     ``replay_texts`` are unlabelled inputs (e.g. general text the model should not forget) on
     which the engine can compute the KL term to the reference; empty by default.
+
+    Labels may be any integers (NumPy's too) and are stored as Python ints. ValueError if there is
+    no training text, if a split's texts and labels differ in length, if a label is not an
+    integer or lies outside ``[0, len(label_names))``, or if ``replay_texts`` is one string.
     """
 
     train_texts: tuple[str, ...]
@@ -36,6 +41,11 @@ class TextData:
             texts, labels = getattr(self, f"{split}_texts"), getattr(self, f"{split}_labels")
             if len(texts) != len(labels):
                 raise ValueError(f"{split}: {len(texts)} texts but {len(labels)} labels")
+            not_int = [y for y in labels if not isinstance(y, numbers.Integral)]
+            if not_int:
+                raise ValueError(f"{split} labels must be integers: {not_int}")
+            labels = tuple(int(y) for y in labels)
+            object.__setattr__(self, f"{split}_labels", labels)
             bad = [y for y in labels if not 0 <= y < len(self.label_names)]
             if bad:
                 raise ValueError(f"{split} labels must be in [0, {len(self.label_names)}): {bad}")
@@ -65,7 +75,9 @@ class TextData:
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:12]
 
     def with_replay(self, texts: Sequence[str]) -> TextData:
-        """A copy carrying ``texts`` as replay inputs."""
+        """A copy carrying ``texts`` as replay inputs (ValueError if ``texts`` is one string)."""
+        if isinstance(texts, str):
+            raise ValueError("replay_texts must be a sequence of texts, not one string")
         return TextData(
             self.train_texts,
             self.train_labels,
@@ -106,10 +118,13 @@ def encode(
 ) -> Encoded:
     """Tokenise ``texts`` once (truncated to ``max_length`` tokens, no padding).
 
-    ``labels=None`` (unlabelled replay texts) stores −1 for every text.
+    ``labels=None`` (unlabelled replay texts) stores −1 for every text. ValueError if
+    ``labels`` and ``texts`` differ in length.
     """
     if labels is None:
         labels = [-1] * len(texts)
+    if len(labels) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     ids = (
         tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"] if texts else []
     )
@@ -140,6 +155,10 @@ def pad_batch(
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None) -> Iterator[torch.Tensor]:
-    """Index batches of one epoch, shuffled with ``generator`` (in order if None)."""
+    """Index batches of one epoch, shuffled with ``generator`` (in order if None).
+
+    ValueError if ``batch_size`` < 1."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     yield from order.split(batch_size)

@@ -20,6 +20,7 @@ MODEL_ENV = "KL_MODEL"
 BERT_BASE = "bert-base-uncased"
 MINILM = "all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"minilm", "bundled", MINILM.lower(), "sentence-transformers/all-minilm-l6-v2"}
+_OFFLINE_VALUES = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's true values for HF_HUB_OFFLINE
 KNOWN_NAMES: tuple[str, ...] = ("minilm", "bundled", MINILM, BERT_BASE)  # listed in errors
 
 
@@ -72,9 +73,10 @@ def hub_reachable(timeout: float = 3.0, repo_id: str = BERT_BASE) -> bool:
     """True if the Hugging Face Hub answers for ``repo_id`` within ``timeout`` seconds.
 
     The probe runs in a daemon thread joined with a deadline, so a DNS lookup or a firewall
-    that drops packets cannot make it hang beyond ``timeout``.
+    that drops packets cannot make it hang beyond ``timeout``. False without a probe when
+    $HF_HUB_OFFLINE is on as huggingface_hub reads it (1, ON, YES, TRUE in any case).
     """
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in _OFFLINE_VALUES:
         return False
     from huggingface_hub import constants
 

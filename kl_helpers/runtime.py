@@ -6,6 +6,7 @@ in every notebook's first cell.
 
 from __future__ import annotations
 
+import numbers
 import os
 import random
 import warnings
@@ -51,7 +52,12 @@ def pick_device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    """Seed Python, NumPy and torch (CPU and every GPU).
+
+    ValueError, before anything is seeded, unless ``seed`` is an integer in ``[0, 2**32)`` (the
+    seeds NumPy takes)."""
+    if not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -169,13 +169,17 @@ def run_dir(results_dir: Path | str, config: ExperimentConfig, key: str) -> Path
 
 
 def is_finished(results_dir: Path | str, config: ExperimentConfig, key: str) -> bool:
-    """True if the run's folder holds a complete ``run.json`` with this key and format."""
+    """True if the run's folder holds a complete ``run.json`` with this key and format.
+
+    False, not an error, when ``run.json`` is unreadable: not UTF-8, not JSON, not an object."""
     path = run_dir(results_dir, config, key) / "run.json"
     if not path.is_file():
         return False
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return False
+    if not isinstance(meta, dict):
         return False
     return meta.get("key") == key and meta.get("format_version") == FORMAT_VERSION
 
@@ -248,9 +252,11 @@ def load_run(results_dir: Path | str, config: ExperimentConfig, key: str) -> Run
 
 
 def summary_table(results: Sequence[RunResult], split: str = "test"):
-    """A pandas DataFrame with one ``RunResult.summary`` row per run."""
+    """A pandas DataFrame with one ``RunResult.summary`` row per run (ValueError if none)."""
     import pandas as pd
 
+    if not results:
+        raise ValueError("summary_table needs at least one run, got no results")
     return pd.DataFrame([r.summary(split) for r in results]).set_index("run")
 
 

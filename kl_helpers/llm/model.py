@@ -69,14 +69,24 @@ def _bundled(reason: str) -> LLMChoice:
 
 
 def resolve_llm(choice: str | None = None, hub_timeout: float = 3.0) -> LLMChoice:
-    """Decide which causal LM to load; an explicit ``choice`` or $KL_LLM wins over the rule."""
+    """Decide which causal LM to load; an explicit ``choice`` or $KL_LLM wins over the rule.
+
+    An explicit choice is a bundled alias, an existing folder (``~`` expanded) or a Hub id;
+    ValueError naming it for anything else (a path that does not exist, ``a/b/c``)."""
     explicit = choice or os.environ.get(LLM_ENV)
     if explicit:
         how = "argument" if choice else f"${LLM_ENV}"
         if explicit.lower() in _BUNDLED_ALIASES:
             return _bundled(f"chosen by {how}")
-        if Path(explicit).is_dir():
-            return LLMChoice(Path(explicit).name, explicit, None, True, f"local folder, {how}")
+        folder = Path(explicit).expanduser()
+        if folder.is_dir():
+            source = str(folder) if explicit.startswith("~") else explicit
+            return LLMChoice(folder.name, source, None, True, f"local folder, {how}")
+        if not models._is_hub_id(explicit):
+            raise ValueError(
+                f"LLM {explicit!r} (chosen by {how}) is neither an existing folder nor a Hugging "
+                f"Face Hub id; known names: {', '.join(sorted(_BUNDLED_ALIASES))}, {SMOLLM2}"
+            )
         cached = models.bert_in_local_cache(explicit)
         return LLMChoice(explicit, explicit, None, cached, f"chosen by {how}")
     if models.bert_in_local_cache(SMOLLM2):

@@ -116,8 +116,10 @@ def compare(
     notebook: str, run: RunFingerprint, fields: Sequence[str] | None = None
 ) -> SavedRunCheck:
     """``run`` against ``SAVED_RUNS[notebook]`` on ``fields`` (default: all of them; e.g. leave
-    ``plan`` out for claims that hold for the quick plan too). ValueError for a notebook with no
-    saved run or an unknown field name."""
+    ``plan`` out for claims that hold for the quick plan too; one name may be given as a string).
+    ValueError for a notebook with no saved run or an unknown field name."""
+    if isinstance(fields, str):  # one field, not its letters
+        fields = (fields,)
     if notebook not in SAVED_RUNS:
         raise ValueError(f"no saved run for {notebook!r}; known: {sorted(SAVED_RUNS)}")
     names = [f.name for f in dataclasses.fields(RunFingerprint)]

@@ -155,9 +155,10 @@ class RLHistory:
     evals: list[dict] = field(default_factory=list)  # {"step": k, metric: value, ...} per eval
 
     def append(self, stats: dict[str, float]) -> None:
-        """Add one step's stats."""
-        for name in HISTORY_FIELDS:
-            getattr(self, name).append(float(stats[name]))
+        """Add one step's stats (KeyError for a missing field; then nothing is added)."""
+        values = [float(stats[name]) for name in HISTORY_FIELDS]
+        for name, value in zip(HISTORY_FIELDS, values, strict=True):
+            getattr(self, name).append(value)
 
     def __len__(self) -> int:
         return len(self.reward)

@@ -51,7 +51,9 @@ GROUP_STD_EPS = 1e-4  # TRL GRPO's epsilon under the group standard deviation
 
 @dataclass(frozen=True)
 class RLConfig:
-    """One RLHF run: the KL penalty, sampling, LoRA and the optimiser (a field per choice)."""
+    """One RLHF run: the KL penalty, sampling, LoRA and the optimiser (a field per choice).
+
+    ValueError for a field out of its range (a negative seed among them)."""
 
     beta: float = 0.05  # weight of KL(π‖π_ref) per response (nats); 0 = no penalty
     kl_estimator: str = "k1_reward"  # where the KL goes: "k1_reward" | "k3_loss"
@@ -93,6 +95,8 @@ class RLConfig:
         for name in ("prompts_per_step", "max_new_tokens", "steps", "lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:  # NumPy's and seed_everything's seeds are >= 0
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not (self.temperature > 0 and self.lr > 0 and self.max_grad_norm > 0):  # NaN too
             raise ValueError(
                 f"temperature, lr and max_grad_norm must be > 0, got {self.temperature}, "

@@ -6,6 +6,7 @@ same plan (its pool, Best-of-N sizes, one-word answers, the optimum's β grid) a
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +39,10 @@ PROMPTS: tuple[str, ...] = tuple(f"Write a one-sentence review of {item}." for i
 
 @dataclass(frozen=True)
 class RLHFPlan:
-    """Notebooks 10 and 11's settings; each field says why it has its value."""
+    """Notebooks 10 and 11's settings; each field says why it has its value.
+
+    ValueError for a setting out of its range: among others ``short_ns`` that are not increasing
+    integers from 1 and ``optimum_betas`` that are not finite and > 0."""
 
     mode: str = "full"  # "full" (the saved outputs) or "quick" (nbval/CI)
     llm: str | None = None  # None: the resolver's rule; "bundled" forces the offline GGUF
@@ -114,12 +118,17 @@ class RLHFPlan:
         if "{}" not in self.short_prompt:
             raise ValueError(f"short_prompt needs a '{{}}' for the item, got {self.short_prompt!r}")
         short = list(self.short_ns)
-        if not short or short[0] != 1 or short != sorted(set(short)):
+        if (
+            not short
+            or short[0] != 1
+            or short != sorted(set(short))
+            or any(int(n) != n for n in short)
+        ):
             raise ValueError(f"short_ns must be increasing integers from 1, got {self.short_ns}")
         if not 0 < self.short_top_p <= 1:
             raise ValueError(f"short_top_p must be in (0, 1], got {self.short_top_p}")
-        if not self.optimum_betas or min(self.optimum_betas) <= 0:
-            raise ValueError(f"optimum_betas must be > 0, got {self.optimum_betas}")
+        if not self.optimum_betas or not all(0 < b < math.inf for b in self.optimum_betas):
+            raise ValueError(f"optimum_betas must be finite and > 0, got {self.optimum_betas}")
         check_seed(self.seed, "seed")
         if (
             isinstance(self.sweep_seeds, bool)
@@ -140,7 +149,8 @@ class RLHFPlan:
         self, beta: float, kl_estimator: str = "k1_reward", seed: int | None = None
     ) -> RLConfig:
         """The RLConfig of one run (``seed`` default: the plan's): β = 0 at the plan's seed runs
-        ``hack_steps`` (the long trace), every other run ``sweep_steps``."""
+        ``hack_steps`` (the long trace), every other run ``sweep_steps``. ValueError (from
+        RLConfig) for a negative or non-finite β, a negative seed or an unknown estimator."""
         seed = self.seed if seed is None else seed
         steps = self.hack_steps if beta == 0 and seed == self.seed else self.sweep_steps
         return self.base.replace(beta=beta, kl_estimator=kl_estimator, steps=steps, seed=seed)

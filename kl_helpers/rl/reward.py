@@ -67,11 +67,23 @@ class RewardModel:
         return torch.log_softmax(logits.double(), dim=-1).cpu()
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        """Reward per text: p(positive) or its log-odds, (N,) float32 on the CPU."""
-        log_p = self.log_probs(texts)[:, self.positive]
+        """Reward per text: p(positive) or its log-odds, (N,) float32 on the CPU.
+
+        The log-odds stay finite however confident the classifier is: where 1 − p₊ is below
+        1e-6 (log-odds above ~13.8 nats; it rounds to 0 past ~37), log(1 − p₊) is taken as the
+        log-sum-exp of the other classes' log-probabilities instead of from p₊."""
+        log_probs = self.log_probs(texts)
+        log_p = log_probs[:, self.positive]
         if self.kind == "prob":
             return log_p.exp().float()
-        return (log_p - torch.log(-torch.expm1(log_p))).float()
+        log_rest = torch.log(-torch.expm1(log_p))
+        confident = log_p > -1e-6  # 1 − p₊ < 1e-6: too few of its digits survive in log p₊
+        if confident.any():
+            others = torch.cat(
+                [log_probs[:, : self.positive], log_probs[:, self.positive + 1 :]], 1
+            )
+            log_rest = torch.where(confident, torch.logsumexp(others, dim=-1), log_rest)
+        return (log_p - log_rest).float()
 
     def with_kind(self, kind: str) -> RewardModel:
         """The same classifier with another output kind."""

@@ -186,7 +186,8 @@ def reference_pool(
         for start in range(0, size, chunk):
             cfg = config.replace(num_generations=max(2, min(chunk, size - start)))
             seed = config.seed * 100_003 + 50_000 + i * 1_000 + start
-            texts += rollout(model, tokenizer, [prompt], cfg, seed)[4][: size - start]
+            # rollout samples at least 2 (num_generations >= 2): keep this chunk's share
+            texts += rollout(model, tokenizer, [prompt], cfg, seed)[4][: min(chunk, size - start)]
             bar.update(min(chunk, size - start))
         entry = {
             "prompt": prompt,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -137,7 +138,15 @@ def sweep_data(config: SentimentConfig) -> SweepData:
 def split_probs(
     result: RunResult, kind: str, n_validation: int
 ) -> dict[str, tuple[torch.Tensor, list[int]]]:
-    """``{"train"|"validation"|"test": (probabilities (N, C), labels)}`` of one model ``kind``."""
+    """``{"train"|"validation"|"test": (probabilities (N, C), labels)}`` of one model ``kind``.
+
+    The first ``n_validation`` held-out texts are the validation split; ValueError unless it is
+    an integer in [0, number of held-out texts]."""
+    n_held = len(result.test_labels)
+    if isinstance(n_validation, bool) or not isinstance(n_validation, numbers.Integral):
+        raise ValueError(f"n_validation must be an integer in [0, {n_held}], got {n_validation!r}")
+    if not 0 <= n_validation <= n_held:
+        raise ValueError(f"n_validation must be an integer in [0, {n_held}], got {n_validation}")
     held = result.prob(kind, "test")
     labels = list(result.test_labels)
     return {
@@ -298,7 +307,9 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     """Mean of ``values`` and its two-sided ``level`` Student-t interval: ``(mean, low, high)``.
 
     The interval is mean ± t(n − 1) · sd / √n with the sample sd (ddof = 1); with one value it is
-    (−inf, inf). ValueError for no values, a non-finite value or ``level`` outside (0, 1).
+    (−inf, inf). Values up to float64's limit are fine (where their sum or squares would
+    overflow, they are scaled first); a half-width beyond that limit is ±inf. ValueError for no
+    values, a non-finite value or ``level`` outside (0, 1).
     """
     x = np.asarray(values, dtype=float)
     if x.ndim != 1 or len(x) == 0:
@@ -307,12 +318,17 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
         raise ValueError(f"values must be finite, got {x.tolist()}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    mean = float(x.mean())
-    if len(x) == 1:
-        return mean, -math.inf, math.inf
-    half = (
-        float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
-    )
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: handled below, no warning
+        mean = float(x.mean())
+        if len(x) == 1:
+            return mean, -math.inf, math.inf
+        sd = float(x.std(ddof=1))
+    if not (math.isfinite(mean) and math.isfinite(sd)):  # sums or squares past float64's range
+        top = math.frexp(float(np.abs(x).max()))[1] - 1  # max |x| / 2**top is in [1, 2)
+        scale = math.ldexp(1.0, top)  # a power of 2: dividing by it is exact
+        mean = float((x / scale).mean()) * scale
+        sd = float((x / scale).std(ddof=1)) * scale
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
     return mean, mean - half, mean + half
 
 

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 
 from kl_helpers import models
+from kl_helpers._validate import real
 from kl_helpers.data.article import LABEL_NAMES, article_data
+from kl_helpers.edits import check_seeds
 from kl_helpers.encoding import TextData
 from kl_helpers.engine.config import ARTICLE_BETAS, ExperimentConfig
 from kl_helpers.engine.experiment import resolve_device, resolved, run_experiment, run_sweep
@@ -167,20 +169,20 @@ def edited_plan(
     model: str | None = None,
     replay_methods: Sequence[str] | None = None,
 ) -> RetentionPlan:
-    """``plan`` with the edit cell's values (None: the plan's); bad ones raise ValueError."""
-    betas = tuple(float(b) for b in (plan.betas if betas is None else betas))
-    replay = tuple(float(b) for b in (plan.replay_betas if replay_betas is None else replay_betas))
-    seeds = tuple(plan.seeds if seeds is None else seeds)
+    """``plan`` with the edit cell's values (None: the plan's); bad ones raise ValueError.
+
+    βs are real numbers (NumPy's too; not bools or strings), seeds distinct integers ≥ 0 (NumPy's
+    too; not bools), stored as Python floats and ints."""
+    betas = tuple(real(b, "BETAS") for b in (plan.betas if betas is None else betas))
+    replay = tuple(
+        real(b, "REPLAY_BETAS")
+        for b in (plan.replay_betas if replay_betas is None else replay_betas)
+    )
+    seeds = check_seeds(plan.seeds if seeds is None else seeds)
     tasks = tuple(plan.tasks if tasks is None else tasks)
     methods = tuple(plan.replay_methods if replay_methods is None else replay_methods)
     if not betas or not all(np.isfinite(b) and b > 0 for b in betas + replay):
         raise ValueError(f"BETAS (non-empty) and REPLAY_BETAS need finite β > 0: {betas}, {replay}")
-    if (
-        not seeds
-        or not all(isinstance(s, int) and s >= 0 for s in seeds)
-        or len(set(seeds)) < len(seeds)
-    ):
-        raise ValueError(f"SEEDS must be distinct non-negative integers, got {seeds}")
     if not tasks or not set(tasks) <= set(TASKS):
         raise ValueError(f"TASKS must be a non-empty subset of {TASKS}, got {tasks}")
     if not methods or not set(methods) <= set(KL_METHODS) or len(set(methods)) < len(methods):

@@ -138,9 +138,9 @@ def keeps(table: pd.DataFrame, k: float = KEEP_SE) -> pd.Series:
     its NLL is at most ``k`` SE above the reference's (``d_nll <= k·d_nll_se``), its macro-F1 at
     most ``k`` SE below (``d_macro_f1 >= −k·d_macro_f1_se``), and its NLL more than ``k`` SE
     below the class prior's (``nll_vs_prior < −k·nll_vs_prior_se``), which no constant can do.
-    Needs the columns of ``compared_to_reference``.
+    Needs the columns of ``compared_to_reference``. ValueError unless ``k`` > 0 (NaN too).
     """
-    if k <= 0:
+    if not k > 0:
         raise ValueError(f"k must be > 0, got {k}")
     return (
         (table["d_nll"] <= k * table["d_nll_se"])
@@ -166,9 +166,10 @@ def curve(table: pd.DataFrame, task: str, method: str, kl_on: str, x: str, y: st
 
 
 def value_at_fit(points: pd.DataFrame, fit: float, x: str = "fit_nll", y: str = "accuracy"):
-    """``y`` linearly interpolated at task fit ``x = fit`` along a curve (NaN outside its range)."""
+    """``y`` linearly interpolated at task fit ``x = fit`` along a curve (NaN outside its range,
+    and for a curve with no points)."""
     pts = points.sort_values(x)
     xs, ys = pts[x].to_numpy(float), pts[y].to_numpy(float)
-    if not xs[0] <= fit <= xs[-1]:
+    if len(xs) == 0 or not xs[0] <= fit <= xs[-1]:
         return float("nan")
     return float(np.interp(fit, xs, ys))

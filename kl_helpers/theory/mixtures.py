@@ -97,19 +97,45 @@ def _gaussian_and_mixture(
     return log_p, log_q, grid
 
 
+MASS_TOLERANCE = 1e-3  # how far from 1 the weighting density's mass on the grid may be
+
+
+def _check_mass(log_w: torch.Tensor, grid: torch.Tensor, what: str) -> None:
+    """ValueError unless the density the KL integrates against has mass 1 on the grid (within
+    ``MASS_TOLERANCE``): otherwise the trapezoid rule cannot give that KL."""
+    mass = torch.trapezoid(log_w.detach().exp(), grid, dim=-1)
+    bad = (mass - 1).abs() > MASS_TOLERANCE
+    if bad.any():
+        raise ValueError(
+            f"{what} has mass {float(mass[bad].flatten()[0]):.6g} on the quadrature grid "
+            f"[{float(grid[0]):g}, {float(grid[-1]):g}] (step {float(grid[1] - grid[0]):g}), "
+            "not 1: "
+            "it lies (partly) outside the grid or is narrower than its step; use a grid that "
+            f"covers and resolves it ({int(bad.sum())} of {bad.numel()} cases)"
+        )
+
+
 def kl_mixture_to_normal(
     mixture: GaussianMixture, mu: object, sigma: object, grid: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Forward KL(P‖Q), P the mixture, Q = N(μ, σ²), in nats; μ, σ broadcast (batch of Qs)."""
+    """Forward KL(P‖Q), P the mixture, Q = N(μ, σ²), in nats; μ, σ broadcast (batch of Qs).
+
+    ValueError when the grid does not hold P (its mass on the grid is off 1 by more than
+    ``MASS_TOLERANCE``); any μ and σ > 0 are fine (log q is exact)."""
     log_p, log_q, grid = _gaussian_and_mixture(mixture, mu, sigma, grid)
+    _check_mass(log_p, grid, "the mixture P")
     return _kl_on_grid(log_p, log_q, grid)
 
 
 def kl_normal_to_mixture(
     mixture: GaussianMixture, mu: object, sigma: object, grid: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Reverse KL(Q‖P), Q = N(μ, σ²), P the mixture, in nats; weights are Q's density."""
+    """Reverse KL(Q‖P), Q = N(μ, σ²), P the mixture, in nats; weights are Q's density.
+
+    ValueError when the grid does not hold Q (its mass on the grid is off 1 by more than
+    ``MASS_TOLERANCE``): Q outside the grid, or σ below about the grid's step."""
     log_p, log_q, grid = _gaussian_and_mixture(mixture, mu, sigma, grid)
+    _check_mass(log_q, grid, "Q = N(μ, σ²)")
     return _kl_on_grid(log_q, log_p, grid)
 
 

@@ -41,11 +41,24 @@ def _data(x: object) -> torch.Tensor:
 
 
 def posterior(model: GaussianModel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact posterior p(z|x) = N(mean, std²): precisions add, means average by precision."""
+    """Exact posterior p(z|x) = N(mean, std²): precisions add, means average by precision.
+
+    Finite for any σ0, σ > 0: where a precision overflows float64 (σ0 or σ below ~1e-154, the
+    limits σ → 0), the weights are taken in log space (σ → 0 gives the data mean, σ0 → 0 the
+    prior mean)."""
     x = _data(x)
     precision = 1 / model.prior_std**2 + x.numel() / model.noise_std**2
     mean = (model.prior_mean / model.prior_std**2 + x.sum() / model.noise_std**2) / precision
-    return mean, torch.as_tensor(precision, dtype=x.dtype).rsqrt()
+    if math.isfinite(precision) and torch.isfinite(mean):
+        return mean, torch.as_tensor(precision, dtype=x.dtype).rsqrt()
+    log_a = -2 * math.log(model.prior_std)  # log prior precision
+    log_b = math.log(x.numel()) - 2 * math.log(model.noise_std)  # log data precision
+    w_prior = torch.sigmoid(torch.tensor(log_a - log_b, dtype=x.dtype))
+    w_data = torch.sigmoid(torch.tensor(log_b - log_a, dtype=x.dtype))
+    mean = w_prior * model.prior_mean + w_data * (x.sum() / x.numel())
+    top = max(log_a, log_b)
+    log_precision = top + math.log1p(math.exp(min(log_a, log_b) - top))  # float64 logaddexp
+    return mean, torch.tensor(math.exp(-0.5 * log_precision), dtype=x.dtype)
 
 
 def log_joint(model: GaussianModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
