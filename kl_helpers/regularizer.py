@@ -26,8 +26,9 @@ RENAMED = {"fkl": "forward", "rkl": "reverse"}  # old engine names -> the one vo
 
 
 def check_direction(direction: str) -> str:
-    """Return ``direction`` if it is one of ``DIRECTIONS``; else a ValueError naming the choices."""
-    if direction in RENAMED:
+    """Return ``direction`` if it is one of ``DIRECTIONS``; else a ValueError naming the choices
+    (for any object, unhashable ones included)."""
+    if isinstance(direction, str) and direction in RENAMED:
         raise ValueError(f"direction {direction!r} is now called {RENAMED[direction]!r}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")

@@ -1,6 +1,8 @@
 """kl_helpers.divergences at the edges its docstrings name (issue 30): lists, tuples and NumPy
 arrays for tensors, every dtype, empty tables, probabilities at the limits of float64, the
-tolerance on row sums, temperature, near-identical logits at V = 49152. Expected values come from
+tolerance on row sums, temperature, near-identical logits at V = 49152; kl_rows (the block
+function) for every dtype, a 1-D row, no rows, -inf logits on either side, logits of ±1e4 and
+logits 1e-12 apart. Expected values come from
 scipy, mpmath, fractions or Python loops, never from kl_helpers."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kl_helpers.divergences import (
     kl_divergence,
     kl_divergence_logits,
     kl_from_logits,
+    kl_rows,
     nonnegative_kl,
     result_dtype,
     symmetrised_kl,
@@ -280,3 +283,40 @@ def test_upcast_half_only_touches_half_precision():
     for dtype in (torch.float32, torch.float64, torch.int64):
         x = torch.zeros(2, dtype=dtype)
         assert upcast_half(x) is x
+
+
+# ----------------------------------------------------------------------------- kl_rows
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_kl_rows_is_float64_kl_of_the_logits_in_any_dtype(dtype):
+    g = torch.Generator().manual_seed(3)
+    a, b = (torch.randn(4, 7, generator=g).to(dtype) for _ in range(2))
+    got = kl_rows(a, b)
+    assert got.dtype == torch.float64 and got.shape == (4,)
+    rows = zip(a.double(), b.double(), strict=True)
+    want = [mp_kl_logits(x.tolist(), y.tolist()) for x, y in rows]
+    assert got.tolist() == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+def test_kl_rows_on_a_1d_row_and_on_no_rows():
+    a, b = torch.tensor([0.0, 1.0, -2.0]), torch.tensor([1.0, 0.0, 0.5])
+    assert kl_rows(a, b).item() == pytest.approx(mp_kl_logits(a, b), rel=1e-14)
+    empty = kl_rows(torch.zeros(0, 5), torch.zeros(0, 5))
+    assert empty.shape == (0,) and empty.dtype == torch.float64
+
+
+def test_kl_rows_at_the_limits_of_the_logits():
+    inf = math.inf
+    # Q has no mass where P has some: KL = ∞; P has no mass where Q has some: log 2
+    assert kl_rows(torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, -inf]])).item() == inf
+    half = kl_rows(torch.tensor([[0.0, -inf]]), torch.tensor([[0.0, 0.0]])).item()
+    assert half == pytest.approx(math.log(2), rel=1e-15)
+    # logits ±1e4: P = δ_0 up to e^-1e4, Q = δ_1: KL = 1e4
+    big = kl_rows(torch.tensor([[1e4, 0.0]]), torch.tensor([[0.0, 1e4]])).item()
+    assert big == pytest.approx(mp_kl_logits([1e4, 0.0], [0.0, 1e4], dps=60), rel=1e-12)
+    # logits 1e-12 apart: KL ≈ 1.25e-25, kept (no cancellation to 0 or below)
+    a = torch.tensor([[1e-12, 0.0]], dtype=torch.float64)
+    tiny = kl_rows(a, torch.zeros(1, 2)).item()
+    assert tiny == pytest.approx(mp_kl_logits([1e-12, 0.0], [0.0, 0.0], dps=80), rel=1e-6)
+    assert kl_rows(torch.ones(2, 3), torch.ones(2, 3)).tolist() == [0.0, 0.0]

@@ -1,10 +1,11 @@
-"""kl_helpers.reference at its edges (issue 30): evaluated/make_reference/reference_view with
-every mix of submodule modes, an exception inside the block, copy_model and device keywords and
-dropout kept or turned off; disable_dropout on attributes that are and are not rates (ints,
-bools, NumPy floats, values above 1, names without "drop", cyclic sub-configs);
-redraw_classifier_head against torch.randn of the same generator; logits_once and predict_logits
-against each text run alone and unpadded in eval mode, for batch sizes 1..100, pad_to, no texts
-and bad sizes; ReferenceLogits keyed by value."""
+"""kl_helpers.reference at its edges (issue 30): evaluated/make_reference/reference_view with every
+mix of submodule modes, an exception inside the block, copy_model and device keywords and dropout
+kept or turned off; disable_dropout on attributes that are and are not rates (ints, bools, NumPy
+floats, values above 1, names without "drop", cyclic sub-configs); redraw_classifier_head against
+torch.randn of the same generator; logits_once and predict_logits against each text run alone and
+unpadded in eval mode, for batch sizes 1..100, pad_to, no texts and bad sizes; ReferenceLogits keyed
+by value; is_peft_model on a PeftModel (train and eval mode, adapters disabled), its base model, a
+plain module, a model with PEFT-like attributes and a non-module."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from kl_helpers.reference import (
     evaluated,
     forward_logits,
     frozen_reference,
+    is_peft_model,
     logits_once,
     make_reference,
     predict_logits,
@@ -245,3 +247,26 @@ def test_reference_logits_are_keyed_by_value():
     del other
     gc.collect()
     assert len(memo) == 3  # held weakly by the start model
+
+
+# ----------------------------------------------------------------------------- is_peft_model
+
+
+def test_is_peft_model_is_isinstance_of_peft_model():
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+    base = build_tiny_bert(num_labels=2, seed=0)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=2, target_modules=["query"])
+    peft_model = get_peft_model(base, config)
+    assert isinstance(peft_model, PeftModel)
+    assert is_peft_model(peft_model.train()) and is_peft_model(peft_model.eval())
+    with peft_model.disable_adapter():
+        assert is_peft_model(peft_model)
+    assert not is_peft_model(peft_model.get_base_model())
+    assert not is_peft_model(build_tiny_bert(num_labels=2, seed=0))
+    lookalike = torch.nn.Linear(2, 2)
+    lookalike.peft_config, lookalike.get_base_model = {}, lambda: lookalike
+    assert not is_peft_model(lookalike)  # duck typing does not count
+    assert not is_peft_model(SimpleNamespace()) and not is_peft_model(None)

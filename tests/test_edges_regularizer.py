@@ -1,6 +1,7 @@
 """kl_helpers.regularizer at the edges its docstrings name (issue 30): temperature limits, tiny
 divergences, every dtype, masked positions holding garbage, labels that are not class ids, empty
-batches, every keyword. Expected values come from mpmath / Python loops, never from kl_helpers."""
+batches, every keyword; check_direction on every direction, the old names, "sft", other case,
+None and numbers. Expected values come from mpmath / Python loops, never from kl_helpers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from kl_helpers.regularizer import (
     DIRECTIONS,
+    check_direction,
     check_js_weight,
     divergence_from_logits,
     generalised_js_from_logits,
@@ -400,3 +402,25 @@ def test_no_items_give_zero_not_nan(policy, labels, kwargs):
     assert task.item() == 0.0 and div.item() == 0.0
     assert task.dtype == div.dtype == torch.float32
     assert (policy.grad == 0).all()
+
+
+# ----------------------------------------------------------------------------- check_direction
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse", "js"])
+def test_check_direction_returns_every_direction_unchanged(direction):
+    assert DIRECTIONS == ("forward", "reverse", "js")
+    assert check_direction(direction) is direction
+
+
+@pytest.mark.parametrize(("old", "new"), [("fkl", "forward"), ("rkl", "reverse")])
+def test_check_direction_names_the_new_name_of_an_old_one(old, new):
+    with pytest.raises(ValueError, match=f"'{old}' is now called '{new}'"):
+        check_direction(old)
+
+
+@pytest.mark.parametrize("bad", ["sft", "Forward", "forward ", "", None, 1, ["js"]])
+def test_check_direction_refuses_everything_else_naming_the_choices(bad):
+    # ["js"] raised TypeError (unhashable) from the old-name lookup before the fix
+    with pytest.raises(ValueError, match=r"must be one of \('forward', 'reverse', 'js'\)"):
+        check_direction(bad)

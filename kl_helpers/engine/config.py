@@ -141,8 +141,9 @@ def protocol_configs(
 
 
 def check_method(method: str) -> str:
-    """Return ``method`` if it is "sft" or a direction; old names raise saying the new one."""
-    if method in RENAMED:
+    """Return ``method`` if it is "sft" or a direction; old names raise saying the new one, and
+    anything else (any object, unhashable ones included) a ValueError naming the choices."""
+    if isinstance(method, str) and method in RENAMED:
         raise ValueError(f"method {method!r} is now called {RENAMED[method]!r}")
     _check_choice("method", method, METHODS)
     return method

@@ -1,8 +1,9 @@
-"""kl_helpers.data at its edges (issue 30): the article's split for test sizes down to one
-sentence, seeds as NumPy ints, bools, floats and negatives; the synthetic sentiment splits at
-the smallest size, with no label noise and no held-out words, balanced per class (counted), no
-held-out adjective in training, the same config giving the same sentences, and every field given
-an impossible value; clean_review on quotes, entities and blanks."""
+"""kl_helpers.data at its edges (issue 30): the article's split for test sizes down to one sentence,
+seeds as NumPy ints, bools, floats and negatives; the synthetic sentiment splits at the smallest
+size, with no label noise and no held-out words, balanced per class (counted), no held-out adjective
+in training, the same config giving the same sentences, and every field given an impossible value;
+clean_review on quotes, entities and blanks; article_dataset's columns, order, features and
+independence of each call (editing one copy leaves the next unchanged)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from kl_helpers.data.article import ARTICLE_LABELS, ARTICLE_TEXTS, article_data, article_split
+from kl_helpers.data.article import (
+    ARTICLE_LABELS,
+    ARTICLE_TEXTS,
+    LABEL_NAMES,
+    article_data,
+    article_dataset,
+    article_split,
+)
 from kl_helpers.data.reviews import clean_review
 from kl_helpers.data.sentiment import SentimentConfig, held_out_words, make_sentiment_splits
 
@@ -90,3 +98,18 @@ def test_clean_review():
     assert clean_review('  "It&#039;s  great &amp; good"\n') == "It's great & good"
     assert clean_review('""') == ""
     assert clean_review("a\t\tb") == "a b"
+
+
+# ----------------------------------------------------------------------------- article_dataset
+
+
+def test_article_dataset_is_the_nine_sentences_in_order():
+    data = article_dataset()
+    assert data.column_names == ["text", "label"] and len(data) == 9
+    assert data["text"] == list(ARTICLE_TEXTS) and data["label"] == list(ARTICLE_LABELS)
+    assert data.features["text"].dtype == "string" and data.features["label"].dtype == "int64"
+    assert Counter(data["label"]) == {0: 4, 1: 3, 2: 2}
+    assert set(data["label"]) <= set(range(len(LABEL_NAMES)))
+    edited = data.map(lambda row: {"label": 99})
+    assert set(edited["label"]) == {99} and article_dataset()["label"] == list(ARTICLE_LABELS)
+    assert article_dataset() is not data

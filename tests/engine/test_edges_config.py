@@ -1,7 +1,8 @@
 """kl_helpers.engine.config at its edges (issue 30): one key per run whatever the spelling of its
 numbers (1 and 1.0, NumPy ints and floats), β at 0 and ∞ per method, NaN/∞/negative/fractional
 values for every numeric field, bools where numbers go and numbers where bools go, from_dict and
-replace round trips, protocol_configs with its keyword."""
+replace round trips, protocol_configs with its keyword; check_method on every method, the old names
+(fkl, rkl: the new name said), other case, blanks, None and numbers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from kl_helpers.engine.config import (
     BOOL_FIELDS,
     FLOAT_FIELDS,
     INT_FIELDS,
+    METHODS,
     ExperimentConfig,
+    check_method,
     protocol_configs,
 )
 
@@ -109,3 +112,25 @@ def test_protocol_configs():
                                        "reverse_b2"]  # fmt: skip
     assert all(r.epochs == 3 for r in mine)
     assert protocol_configs(betas=()) == [ExperimentConfig()]
+
+
+# ----------------------------------------------------------------------------- check_method
+
+
+@pytest.mark.parametrize("method", ["sft", "forward", "reverse", "js"])
+def test_check_method_returns_every_method_unchanged(method):
+    assert METHODS == ("sft", "forward", "reverse", "js")
+    assert check_method(method) is method
+
+
+@pytest.mark.parametrize(("old", "new"), [("fkl", "forward"), ("rkl", "reverse")])
+def test_check_method_names_the_new_name_of_an_old_one(old, new):
+    with pytest.raises(ValueError, match=f"'{old}' is now called '{new}'"):
+        check_method(old)
+
+
+@pytest.mark.parametrize("bad", ["SFT", " sft", "", "kl", None, 0, ("sft",), ["sft"], {}])
+def test_check_method_refuses_everything_else(bad):
+    # a list or dict raised TypeError (unhashable) from the old-name lookup before the fix
+    with pytest.raises(ValueError, match="method must be one of"):
+        check_method(bad)
