@@ -26,8 +26,11 @@ from kl_helpers.reference import evaluated
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of ``model``'s first parameter (where the sampler's outputs live)."""
-    return next(model.parameters()).device
+    """The device of ``model``'s first parameter (where the sampler's outputs live); ValueError
+    for a module without parameters."""
+    for parameter in model.parameters():
+        return parameter.device
+    raise ValueError(f"{type(model).__name__} has no parameters: its device is unknown")
 
 
 def forward_parameters(model: torch.nn.Module) -> set[str]:

@@ -1,11 +1,16 @@
 """kl_helpers.llm.sampling at the edges its docstrings name (issue 30): draw_tokens against the
 inverse CDF of the same uniforms computed with fractions (every dtype, rows not normalised, zeros
-before, between and after the mass, a subnormal total, no rows, lists/NumPy); sample_tokens
-against a naive sampler (each row run alone and unpadded at every step, float64 softmax in Python,
-the first index whose cumulative sum exceeds u × total) for every keyword: temperatures from 1e-3
-to inf (and 1e39, infinite in float32) with min_new_tokens, end ids as int/list/tuple/NumPy/
-tensor, pad_token_id, use_cache, num_generations, garbage ids at padded positions, ids and masks
-as lists/NumPy/bool; shared_prefill against each prompt run alone."""
+before, between and after the mass, a subnormal total, no rows, lists/NumPy); sample_tokens against
+a naive sampler (each row run alone and unpadded at every step, float64 softmax in Python, the first
+index whose cumulative sum exceeds u × total) for every keyword: temperatures from 1e-3 to inf (and
+1e39, infinite in float32) with min_new_tokens, end ids as int/list/tuple/NumPy/ tensor,
+pad_token_id, use_cache, num_generations, garbage ids at padded positions, ids and masks as
+lists/NumPy/bool; shared_prefill against each prompt run alone; model_device on CPU, meta, mixed
+devices (the first parameter's) and a module without parameters; forward_parameters and
+cache_argument on forwards taking cache, past_key_values, both, neither or **kwargs, through a
+PEFT-like wrapper and a real PeftModel; ids_in_vocabulary with -100, a pad id, V and 2**40 at masked
+positions (masks as int, bool and float), the same ids unmasked (the id and the name said), ids all
+inside (returned as they are), and models without input embeddings or without num_embeddings."""
 
 from __future__ import annotations
 
@@ -18,7 +23,15 @@ import pytest
 import torch
 
 from kl_helpers.llm import model as llm
-from kl_helpers.llm.sampling import draw_tokens, sample_tokens, shared_prefill
+from kl_helpers.llm.sampling import (
+    cache_argument,
+    draw_tokens,
+    forward_parameters,
+    ids_in_vocabulary,
+    model_device,
+    sample_tokens,
+    shared_prefill,
+)
 
 V = 8
 INF = math.inf
@@ -288,3 +301,116 @@ def test_shared_prefill_is_each_prompt_run_alone(model, g):
 def test_shared_prefill_refuses_counts_that_are_not_positive_ints(model, g):
     with pytest.raises(ValueError, match="num_generations must be"):
         shared_prefill(model, *padded(), g)
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def test_model_device_is_the_first_parameters_device(model):
+    assert model_device(model) == torch.device("cpu")
+    meta = torch.nn.Linear(2, 2, device="meta")
+    assert model_device(meta) == torch.device("meta")
+    mixed = torch.nn.Sequential(torch.nn.Linear(2, 2, device="meta"), torch.nn.Linear(2, 2))
+    assert model_device(mixed).type == "meta"  # the first parameter's, as documented
+
+
+def test_model_device_without_parameters_is_a_value_error():
+    # StopIteration escaped before the fix (and would end a generator calling it silently)
+    with pytest.raises(ValueError, match="no parameters"):
+        model_device(torch.nn.ReLU())
+
+
+class WithCache(torch.nn.Module):
+    def forward(self, input_ids, attention_mask=None, cache=None):
+        return input_ids
+
+
+class WithPast(torch.nn.Module):
+    def forward(self, input_ids, past_key_values=None, *, use_cache=True):
+        return input_ids
+
+
+class WithBoth(torch.nn.Module):
+    def forward(self, input_ids, cache=None, past_key_values=None):
+        return input_ids
+
+
+class WithKwargs(torch.nn.Module):
+    def forward(self, *args, **kwargs):
+        return args
+
+
+class Wrapper(torch.nn.Module):
+    """PEFT-like: its own forward takes anything; the base model's says what is accepted."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base = base
+
+    def get_base_model(self):
+        return self.base
+
+    def forward(self, *args, **kwargs):
+        return self.base(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("module", "names", "argument"),
+    [
+        (WithCache(), {"input_ids", "attention_mask", "cache"}, "cache"),
+        (WithPast(), {"input_ids", "past_key_values", "use_cache"}, "past_key_values"),
+        (WithBoth(), {"input_ids", "cache", "past_key_values"}, "cache"),
+        (WithKwargs(), {"args", "kwargs"}, "past_key_values"),
+        (Wrapper(WithCache()), {"input_ids", "attention_mask", "cache"}, "cache"),
+        (Wrapper(WithPast()), {"input_ids", "past_key_values", "use_cache"}, "past_key_values"),
+    ],
+)
+def test_forward_parameters_and_cache_argument(module, names, argument):
+    assert forward_parameters(module) == names
+    assert cache_argument(module) == argument
+
+
+def test_forward_parameters_of_a_real_causal_lm_and_its_peft_model(model):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    names = forward_parameters(model)
+    assert {"input_ids", "attention_mask", "position_ids", "use_cache"} <= names
+    assert cache_argument(model) in names
+    peft_model = get_peft_model(
+        llm.build_tiny_causal_lm(vocab_size=V, seed=0, hidden=16),
+        LoraConfig(task_type=TaskType.CAUSAL_LM, r=2, target_modules=["q_proj"]),
+    )
+    assert forward_parameters(peft_model) == names  # the base model's, not PEFT's **kwargs
+    assert cache_argument(peft_model) == cache_argument(model)
+
+
+@pytest.mark.parametrize("mask_type", [torch.long, torch.bool, torch.float32])
+def test_ids_in_vocabulary_replaces_only_masked_garbage(model, mask_type):
+    ids = torch.tensor([[-100, 5, 7, V], [2**40, 0, 1, 3], [4, 4, -1, 6]])
+    mask = torch.tensor([[0, 1, 1, 0], [0, 1, 1, 1], [1, 1, 0, 1]]).to(mask_type)
+    got = ids_in_vocabulary(model, ids, mask)
+    want = [[0 if not 0 <= i < V else i for i in row] for row in ids.tolist()]
+    assert got.tolist() == want and got.dtype == ids.dtype
+    assert ids[0, 0].item() == -100  # the caller's tensor is not changed
+    inside = torch.tensor([[0, V - 1]])
+    assert ids_in_vocabulary(model, inside, torch.zeros(1, 2)) is inside
+
+
+@pytest.mark.parametrize("bad", [-100, -1, V, 2**40])
+def test_ids_in_vocabulary_refuses_an_unmasked_id_outside(model, bad):
+    ids, mask = torch.tensor([[1, bad, 2]]), torch.tensor([[1, 1, 0]])
+    with pytest.raises(ValueError, match=rf"prompt_ids holds id {bad} outside .*\[0, {V}\)"):
+        ids_in_vocabulary(model, ids, mask, name="prompt_ids")
+    with pytest.raises(ValueError, match=rf"^input_ids holds id {bad}"):
+        ids_in_vocabulary(model, ids, mask)
+
+
+def test_ids_in_vocabulary_without_a_vocabulary_size_returns_the_ids():
+    ids = torch.tensor([[-100, 10**6]])
+    assert ids_in_vocabulary(torch.nn.Linear(2, 2), ids, torch.ones(1, 2)) is ids
+
+    class NoSize(torch.nn.Module):
+        def get_input_embeddings(self):
+            return torch.nn.Identity()
+
+    assert ids_in_vocabulary(NoSize(), ids, torch.ones(1, 2)) is ids
