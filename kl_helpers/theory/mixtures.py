@@ -280,7 +280,10 @@ def unimodal_logits(theta: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 def free_logits(theta: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """θ are the K logits themselves: the softmax can be any full-support distribution."""
+    """θ are the K logits themselves: the softmax can be any full-support distribution.
+    ValueError unless θ's last dimension has K entries (a 0-d θ included)."""
+    if theta.ndim == 0:
+        raise ValueError(f"free logits need {n_classes} parameters, got a 0-d theta")
     if theta.shape[-1] != n_classes:
         raise ValueError(f"free logits need {n_classes} parameters, got {theta.shape[-1]}")
     return theta

@@ -1,9 +1,12 @@
-"""kl_helpers.rl.loss at the edges its docstrings name (issue 30): β → 0 and large β, huge and
-tiny reward scales, integer rewards and masks, garbage at masked positions, every keyword of
-rl_loss, RLConfig's fields at their limits. Expected values come from float64 Python loops."""
+"""kl_helpers.rl.loss at the edges its docstrings name (issue 30): β → 0 and large β, huge and tiny
+reward scales, integer rewards and masks, garbage at masked positions, every keyword of rl_loss,
+RLConfig's fields at their limits; RLLoss's fields (frozen; only loss differentiable; shaped
+rewards, k1 and k3 per response against float64 loops, with -1e9 / NaN-free garbage off the mask)
+for both placements at β = 0 and β > 0. Expected values come from float64 Python loops."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import warnings
@@ -11,7 +14,14 @@ import warnings
 import pytest
 import torch
 
-from kl_helpers.rl.loss import RLConfig, group_advantages, response_mask, rl_loss, rloo_advantages
+from kl_helpers.rl.loss import (
+    RLConfig,
+    RLLoss,
+    group_advantages,
+    response_mask,
+    rl_loss,
+    rloo_advantages,
+)
 
 
 def naive_rloo(rewards: list[float], k: int) -> list[float]:
@@ -170,3 +180,46 @@ def test_config_limits_and_list_targets_round_trip():
         RLConfig(lora_targets=("q_proj", "k_proj"))
     )
     assert listed.key("m") == RLConfig(lora_targets=("q_proj", "k_proj")).key("m")
+
+
+# ----------------------------------------------------------------------------- RLLoss
+
+
+@pytest.mark.parametrize("placement", ["k1_reward", "k3_loss"])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_rl_loss_fields_are_what_their_comments_say(placement, beta):
+    policy = [[-0.5, -1.0, -1e9], [-2.0, -0.1, -0.3], [-0.7, -1e9, -1e9], [-1.5, -0.2, -0.9]]
+    ref = [[-0.6, -0.8, 7.0], [-1.0, -0.4, -0.3], [-0.2, 3.0, -5.0], [-1.5, -1.5, -0.1]]
+    mask = [[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]]
+    rewards = [1.0, -0.5, 2.0, 0.25]
+    logp = torch.tensor(policy, dtype=torch.float64, requires_grad=True)
+    out = rl_loss(logp, torch.tensor(ref, dtype=torch.float64), torch.tensor(mask),
+                  torch.tensor(rewards, dtype=torch.float64), beta, placement, 2)  # fmt: skip
+    assert isinstance(out, RLLoss)
+    k1, k3 = [], []
+    for lp_row, lr_row, m_row in zip(policy, ref, mask, strict=True):
+        d = [lr - lp for lp, lr, m in zip(lp_row, lr_row, m_row, strict=True) if m]
+        k1.append(sum(-x for x in d))  # log π − log π_ref
+        k3.append(sum(math.exp(x) - 1 - x for x in d))
+    shaped = [r - beta * k for r, k in zip(rewards, k1, strict=True)]
+    if placement == "k3_loss":
+        shaped = rewards
+    adv = naive_rloo(shaped, 2)
+    sums = [
+        sum(lp for lp, m in zip(row, ms, strict=True) if m)
+        for row, ms in zip(policy, mask, strict=True)
+    ]
+    loss = -sum(a * s for a, s in zip(adv, sums, strict=True)) / 4
+    if placement == "k3_loss":
+        loss += beta * sum(k3) / 4
+    assert out.kl_k1.tolist() == pytest.approx(k1, rel=1e-12)
+    assert out.kl_k3.tolist() == pytest.approx(k3, rel=1e-12)
+    assert out.shaped_rewards.tolist() == pytest.approx(shaped, rel=1e-12)
+    assert out.advantages.tolist() == pytest.approx(adv, rel=1e-12)
+    assert out.loss.item() == pytest.approx(loss, rel=1e-12)
+    assert out.loss.ndim == 0 and out.loss.requires_grad
+    for name in ("advantages", "shaped_rewards", "kl_k1", "kl_k3"):
+        value = getattr(out, name)
+        assert value.shape == (4,) and not value.requires_grad, name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.loss = torch.tensor(0.0)

@@ -1,10 +1,13 @@
 """kl_helpers.studies.metrics at its edges (issue 30): every metric against exact fractions or
 scikit-learn / SciPy on ties, probability-0 labels, confidences on and one ulp past the bin edges,
-one bin and many, float32/bfloat16/list/NumPy inputs, labels as NumPy/int8/list and outside
-[0, C) (-100, C), and n_bins as 2.0/True/'2'/NumPy."""
+one bin and many, float32/bfloat16/list/NumPy inputs, labels as NumPy/int8/list and outside [0, C)
+(-100, C), and n_bins as 2.0/True/'2'/NumPy; ReliabilityBins' fields: shapes (B+1,) and (B,), each
+edge the float nearest b/B (fractions), confidence 0 in the first bin, confidence 1 in the last, NaN
+only in empty bins, counts summing to N, frozen."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -16,6 +19,7 @@ from sklearn.metrics import accuracy_score, log_loss
 
 from kl_helpers.studies.metrics import (
     METRICS,
+    ReliabilityBins,
     accuracy,
     evaluate,
     expected_calibration_error,
@@ -170,3 +174,33 @@ def test_bad_tables():
         accuracy([[0.5, 0.6]], [0])
     with pytest.raises(ValueError, match="labels must have shape"):
         accuracy(P, Y[:4])
+
+
+# ----------------------------------------------------------------------------- ReliabilityBins
+
+
+@pytest.mark.parametrize("n_bins", [1, 3, 10, 49])
+def test_reliability_bins_fields(n_bins):
+    # 2-class rows: confidences 0.5, 1 (on the last edge: the last bin) and 0.75
+    confs = [0.5, 1.0, 0.75]
+    bins = reliability_bins([[c, 1 - c] for c in confs], [0, 1, 0], n_bins)
+    assert isinstance(bins, ReliabilityBins)
+    assert bins.edges.shape == (n_bins + 1,)
+    for name in ("count", "accuracy", "confidence"):
+        assert getattr(bins, name).shape == (n_bins,), name
+    for b, edge in enumerate(bins.edges.tolist()):
+        assert Fraction(edge) == Fraction(float(Fraction(b, n_bins)))  # b/B rounded once
+    assert bins.count.sum().item() == 3 and bins.count[-1].item() >= 1  # 1.0 in the last bin
+    empty = bins.count == 0
+    assert torch.isnan(bins.accuracy[empty]).all() and torch.isnan(bins.confidence[empty]).all()
+    assert not torch.isnan(bins.accuracy[~empty]).any()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bins.count = bins.accuracy
+
+
+def test_reliability_bins_first_and_last_bins_are_closed_above():
+    # A confidence (a maximum probability) is never 0 for a distribution, so the first bin's
+    # "also holds 0" cannot be reached; its upper edge 0.1 and the last edge 1 are inside.
+    bins = reliability_bins([[0.1] * 10, [1.0] + [0.0] * 9], [0, 0], 10)
+    assert bins.count.tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]  # 0.1 is (0, 0.1]'s top
+    assert bins.accuracy.tolist()[0] == 1.0 and bins.confidence.tolist()[0] == 0.1

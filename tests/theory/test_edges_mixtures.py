@@ -1,14 +1,17 @@
 """kl_helpers.theory.mixtures at its edges (issue 30): GaussianMixture refusing empty, unequal,
 non-normalised, negative and NaN weights and zero, negative or NaN sigmas; log_pdf and
-normal_log_pdf against scipy (x = 0, ±40, ±1e3 where the density underflows: log space stays
-finite; lists, float32), one component equal to the normal; moment_match against sums of exact
-fractions; quadrature_grid's refusals; kl_mixture_to_normal and kl_normal_to_mixture against
+normal_log_pdf against scipy (x = 0, ±40, ±1e3 where the density underflows: log space stays finite;
+lists, float32), one component equal to the normal; moment_match against sums of exact fractions;
+quadrature_grid's refusals; kl_mixture_to_normal and kl_normal_to_mixture against
 scipy.integrate.quad at μ = 0, 3, -29, σ = 0.05..20, a single-component P against the Gaussian
-closed form, batches of μ and σ; forward KL with Q far off the grid or very narrow (exact), and
-the reverse KL refusing a Q the grid cannot hold (μ = 40 or 100; σ = 0.005 on step 0.02) and the
-forward KL a P off the grid; kl_landscape's shape and values, a bad direction; fit_gaussian and
-fit_softmax refusals, path lengths, steps = 1, the free family reaching P exactly in the forward
-direction, a zero in P making the reverse KL infinite (ValueError), FitResult.final."""
+closed form, batches of μ and σ; forward KL with Q far off the grid or very narrow (exact), and the
+reverse KL refusing a Q the grid cannot hold (μ = 40 or 100; σ = 0.005 on step 0.02) and the forward
+KL a P off the grid; kl_landscape's shape and values, a bad direction; fit_gaussian and fit_softmax
+refusals, path lengths, steps = 1, the free family reaching P exactly in the forward direction, a
+zero in P making the reverse KL infinite (ValueError), FitResult.final; unimodal_logits against the
+formula in float64 Python for float32/float64 θ, a centre off the grid, s → 0 (one class) and s → ∞
+(uniform), K = 1 and 0, gradients against the closed form; free_logits as the identity for batches,
+K mismatch and 0-d θ refused."""
 
 from __future__ import annotations
 
@@ -25,12 +28,14 @@ from kl_helpers.theory.mixtures import (
     GaussianMixture,
     fit_gaussian,
     fit_softmax,
+    free_logits,
     kl_landscape,
     kl_mixture_to_normal,
     kl_normal_to_mixture,
     moment_match,
     normal_log_pdf,
     quadrature_grid,
+    unimodal_logits,
 )
 
 P = GaussianMixture()
@@ -225,3 +230,47 @@ def test_fit_softmax_edges():
     assert torch.isfinite(forward.losses).all()
     with pytest.raises(ValueError, match="cannot be descended"):
         fit_softmax(zero, (1.0, 0.0), config=FitConfig(direction="reverse", steps=5))
+
+
+# ----------------------------------------------------------------------------- family logits
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("c", "log_s"), [(0.0, 0.0), (2.5, -1.0), (-7.0, 3.0), (4.0, 0.5)])
+def test_unimodal_logits_against_the_formula(dtype, c, log_s):
+    got = unimodal_logits(torch.tensor([c, log_s], dtype=dtype), 6)
+    s = math.exp(log_s)
+    want = [-0.5 * ((k - c) / s) ** 2 for k in range(6)]
+    assert got.dtype == dtype and got.shape == (6,)
+    assert got.tolist() == pytest.approx(want, rel=1e-6 if dtype == torch.float32 else 1e-14)
+
+
+def test_unimodal_logits_at_the_limits_of_the_width():
+    narrow = torch.softmax(unimodal_logits(torch.tensor([2.0, -40.0], dtype=torch.float64), 5), -1)
+    assert narrow.tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]  # s → 0: all mass on the class at c
+    wide = torch.softmax(unimodal_logits(torch.tensor([2.0, 40.0], dtype=torch.float64), 5), -1)
+    assert wide.tolist() == pytest.approx([0.2] * 5, rel=1e-15)  # s → ∞: uniform
+    assert unimodal_logits(torch.tensor([3.0, 0.0]), 1).tolist() == [-4.5]
+    assert unimodal_logits(torch.tensor([3.0, 0.0]), 0).shape == (0,)
+
+
+def test_unimodal_logits_gradient_is_the_closed_form():
+    theta = torch.tensor([1.3, 0.2], dtype=torch.float64, requires_grad=True)
+    unimodal_logits(theta, 4).sum().backward()
+    c, s2 = 1.3, math.exp(0.4)
+    d_c = sum((k - c) / s2 for k in range(4))
+    d_log_s = sum((k - c) ** 2 / s2 for k in range(4))
+    assert theta.grad.tolist() == pytest.approx([d_c, d_log_s], rel=1e-13)
+
+
+def test_free_logits_are_theta_itself():
+    theta = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    assert free_logits(theta, 3) is theta
+    with pytest.raises(ValueError, match="free logits need 4 parameters, got 3"):
+        free_logits(theta, 4)
+
+
+def test_free_logits_refuse_a_0d_theta():
+    # theta.shape[-1] raised IndexError before the fix
+    with pytest.raises(ValueError, match="free logits need 1 parameters, got a 0-d"):
+        free_logits(torch.tensor(1.0), 1)

@@ -1,11 +1,16 @@
 """kl_helpers.theory.rlhf at the edges its docstrings name (issue 30): optimal_policy and
 optimal_value from a subnormal β to β = inf against 700-digit mpmath, the best reward unsupported by
 π_ref, reward scales, inputs as lists/NumPy/float32/bfloat16, batched rows; the estimators' exact
-moments with zeros in π against enumeration; sample_responses against the inverse CDF."""
+moments with zeros in π against enumeration; sample_responses against the inverse CDF; LogitsFit
+from optimise_logits on a quadratic whose gradient-descent path is exact in fractions (history
+before each update, final logits, probs = NumPy's float64 softmax), descent and ascent, steps = 1,
+frozen, detached."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -13,6 +18,7 @@ import pytest
 import torch
 
 from kl_helpers.theory.rlhf import (
+    LogitsFit,
     estimator_repetitions,
     estimator_table,
     exact_estimator_moments,
@@ -250,3 +256,36 @@ def test_estimates_where_the_reference_has_no_mass():
         kl_estimates([0.5, 0.5], [0.25, 0.75], [0, 2])
     with pytest.raises(ValueError, match="must index the 2 responses"):
         kl_estimates([0.5, 0.5], [0.25, 0.75], [-1])
+
+
+# ----------------------------------------------------------------------------- LogitsFit
+
+
+@pytest.mark.parametrize("maximise", [False, True])
+def test_logits_fit_fields_on_an_exact_path(maximise):
+    # f(l) = ½‖l − c‖² (or −f, maximised): l_{k+1} = l_k − ½(l_k − c) = c + 2^-(k+1) (l_0 − c)
+    c, l0 = [Fraction(1), Fraction(-3), Fraction(1, 2)], [Fraction(0)] * 3
+    target = torch.tensor([float(v) for v in c], dtype=torch.float64)
+    sign = -1.0 if maximise else 1.0
+
+    def objective(logits):
+        return sign * 0.5 * ((logits - target) ** 2).sum()
+
+    fit = optimise_logits(objective, [0.0, 0.0, 0.0], steps=5, lr=0.5, maximise=maximise)
+    assert isinstance(fit, LogitsFit)
+    gaps = [a - b for a, b in zip(l0, c, strict=True)]
+    history = [float(sign * sum((Fraction(1, 2**k) * g) ** 2 for g in gaps) / 2) for k in range(5)]
+    final = [float(b + Fraction(1, 2**5) * g) for b, g in zip(c, gaps, strict=True)]
+    assert fit.history.tolist() == history and fit.history.shape == (5,)
+    assert fit.logits.tolist() == final and not fit.logits.requires_grad
+    e = np.exp(np.array(final) - max(final))
+    assert fit.probs.tolist() == pytest.approx((e / e.sum()).tolist(), rel=1e-15)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.probs = fit.logits
+
+
+def test_logits_fit_after_one_step():
+    fit = optimise_logits(lambda x: (x**2).sum(), torch.tensor([1.0, 2.0]), steps=1, lr=0.25)
+    assert fit.history.tolist() == [5.0]  # before the only update
+    assert fit.logits.tolist() == [0.5, 1.0]  # x − 0.25 · 2x
+    assert fit.probs.sum().item() == pytest.approx(1.0, abs=1e-7)

@@ -1,15 +1,18 @@
-"""kl_helpers.theory.variational at its edges (issue 30): GaussianModel refusing σ0 or σ of 0,
--1 and NaN, an infinite σ0 (flat prior) taken; posterior against exact fractions and at the limits
-σ → 0 (1e-160: the data mean) and σ0 → 0 (the prior mean), lists, NumPy and float32 data, one
-observation, empty and 2-D data refused; log_joint against scipy's normal log densities for
-scalar and batched z; log_evidence against scipy's multivariate normal of x (covariance
-σ²I + σ0²11ᵀ); elbo = log p(x) − KL(q‖p(z|x)) with KL from the closed form, broadcasting,
-q_std 0/-1/NaN refused, zero gradient at the posterior; kl_to_posterior 0 there; fit_elbo's
-refusals, path lengths, step_size 1 putting the mean on the posterior mean in one step, and
-convergence for step sizes 0.5 and 1.9."""
+"""kl_helpers.theory.variational at its edges (issue 30): GaussianModel refusing σ0 or σ of 0, -1
+and NaN, an infinite σ0 (flat prior) taken; posterior against exact fractions and at the limits σ →
+0 (1e-160: the data mean) and σ0 → 0 (the prior mean), lists, NumPy and float32 data, one
+observation, empty and 2-D data refused; log_joint against scipy's normal log densities for scalar
+and batched z; log_evidence against scipy's multivariate normal of x (covariance σ²I + σ0²11ᵀ); elbo
+= log p(x) − KL(q‖p(z|x)) with KL from the closed form, broadcasting, q_std 0/-1/NaN refused, zero
+gradient at the posterior; kl_to_posterior 0 there; fit_elbo's refusals, path lengths, step_size 1
+putting the mean on the posterior mean in one step, and convergence for step sizes 0.5 and 1.9;
+ElboFit's fields: elbo[i] is the ELBO at (mean[i], std[i]) (log p(x) from scipy's multivariate
+normal minus the closed-form KL to the posterior), the first entries the initial q, lengths steps
+and steps + 1, the data's dtype, frozen."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -19,6 +22,7 @@ import torch
 from scipy import stats
 
 from kl_helpers.theory.variational import (
+    ElboFit,
     GaussianModel,
     elbo,
     fit_elbo,
@@ -158,3 +162,30 @@ def test_fit_elbo_paths(step_size):
     assert float(fit.std[-1]) == pytest.approx(post_std, rel=1e-6)
     if step_size == 1.0:
         assert float(fit.mean[1]) == pytest.approx(post_mean, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- ElboFit
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_elbo_fit_fields_pair_each_elbo_with_the_q_before_its_update(dtype):
+    model, xs = GaussianModel(prior_mean=0.5, prior_std=2.0, noise_std=1.5), [1.0, 2.5, -0.5]
+    fit = fit_elbo(model, torch.tensor(xs, dtype=dtype), init_mean=-3.0, init_std=4.0, steps=6,
+                   step_size=0.5)  # fmt: skip
+    assert isinstance(fit, ElboFit)
+    assert fit.elbo.shape == (6,) and fit.mean.shape == (7,) and fit.std.shape == (7,)
+    assert {fit.elbo.dtype, fit.mean.dtype, fit.std.dtype} == {dtype}
+    assert fit.mean[0].item() == -3.0 and fit.std[0].item() == pytest.approx(4.0, rel=1e-7)
+    n = len(xs)
+    cov = 1.5**2 * np.eye(n) + 2.0**2 * np.ones((n, n))
+    log_px = stats.multivariate_normal(mean=[0.5] * n, cov=cov).logpdf(xs)
+    precision = 1 / 2.0**2 + n / 1.5**2
+    post_m, post_s = (0.5 / 2.0**2 + sum(xs) / 1.5**2) / precision, precision**-0.5
+    for i in range(6):
+        m, s = fit.mean[i].item(), fit.std[i].item()
+        kl = math.log(post_s / s) + (s**2 + (m - post_m) ** 2) / (2 * post_s**2) - 0.5
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        assert fit.elbo[i].item() == pytest.approx(log_px - kl, rel=tol), i
+    assert all(b >= a for a, b in zip(fit.elbo.tolist(), fit.elbo.tolist()[1:], strict=False))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.elbo = fit.mean
