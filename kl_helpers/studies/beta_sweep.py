@@ -42,6 +42,14 @@ class SweepPlan:
     seeds: tuple[int, ...]  # classification-head init, shuffling and dropout per run
     base: ExperimentConfig = field(default_factory=ExperimentConfig)
 
+    def __post_init__(self) -> None:
+        """ValueError unless ``mode`` is "quick" or "full", ``betas`` distinct finite βs > 0
+        (stored ascending, as floats) and ``seeds`` distinct ints ≥ 0 (stored as Python ints)."""
+        if self.mode not in ("quick", "full"):
+            raise ValueError(f"mode must be 'quick' or 'full', got {self.mode!r}")
+        object.__setattr__(self, "betas", check_betas(self.betas, "betas"))
+        object.__setattr__(self, "seeds", check_seeds(self.seeds, "seeds"))
+
     def configs(self) -> list[ExperimentConfig]:
         """Per seed: SFT, then forward KL and reverse KL at every β."""
         out = []

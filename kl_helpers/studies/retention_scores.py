@@ -85,8 +85,11 @@ def run_row(task: str, run: RunResult, prior: torch.Tensor) -> dict:
 
 def retention_table(runs: dict[str, Sequence[RunResult]], prior: torch.Tensor) -> pd.DataFrame:
     """One row per step-2 run (``{task: runs}``), see ``run_row``, with the interval ends of
-    ``keep_bounds`` and ``keeps`` (``keeps_within`` at its default margins) added."""
+    ``keep_bounds`` and ``keeps`` (``keeps_within`` at its default margins) added. ValueError
+    when there is no run at all."""
     table = pd.DataFrame([run_row(task, r, prior) for task, rs in runs.items() for r in rs])
+    if table.empty:
+        raise ValueError(f"no runs to tabulate: every task's list is empty ({list(runs)})")
     table = pd.concat([table, keep_bounds(table)], axis=1)
     return table.assign(keeps=keeps_within(table))
 

@@ -1,19 +1,25 @@
-"""kl_helpers.studies.beta_sweep at its edges (issue 30): t_interval against scipy's
-t.interval at n = 1, 2, 5 and 50, levels 1e-9, 0.5, 0.95 and 1 - 1e-12, scales 1e-300 and 1e300,
-equal values, lists/tuples/arrays, and refusals (none, 2-D, NaN, inf, level 0, 1, NaN, and values
-whose mean or spread overflows float64); pareto_frontier against a brute-force enumeration with
-ties, duplicates, ±inf, one point and none, and bad shapes; run_name for β = 0, -0.0, 5e-324 and
-1e6; best_beta with ties, NaN seeds and no rows; summarise's means and sample sds against numpy
-and its method order; seed_comparisons against t_interval of the per-seed differences (partial
-seed overlap, duplicate rows per seed, no pairs, no shared seed); both plans' configs against an
-enumeration, describe, sweep_plan under $KL_QUICK, edited_plan (unsorted βs, NumPy seeds,
-refusals) and is_default_plan (βs within 1e-12); on hand-made runs: split_probs for validation
-sizes 0..all and outside them (refused), evaluation_table's reference rows once per seed,
-theory_table against the forward closed form and the reverse fixed-point equation (SFT left
-out), confidence_table against loops."""
+"""kl_helpers.studies.beta_sweep at its edges (issue 30): t_interval against scipy's t.interval at n
+= 1, 2, 5 and 50, levels 1e-9, 0.5, 0.95 and 1 - 1e-12, scales 1e-300 and 1e300, equal values,
+lists/tuples/arrays, and refusals (none, 2-D, NaN, inf, level 0, 1, NaN, and values whose mean or
+spread overflows float64); pareto_frontier against a brute-force enumeration with ties, duplicates,
+±inf, one point and none, and bad shapes; run_name for β = 0, -0.0, 5e-324 and 1e6; best_beta with
+ties, NaN seeds and no rows; summarise's means and sample sds against numpy and its method order;
+seed_comparisons against t_interval of the per-seed differences (partial seed overlap, duplicate
+rows per seed, no pairs, no shared seed); both plans' configs against an enumeration, describe,
+sweep_plan under $KL_QUICK, edited_plan (unsorted βs, NumPy seeds, refusals) and is_default_plan (βs
+within 1e-12); on hand-made runs: split_probs for validation sizes 0..all and outside them
+(refused), evaluation_table's reference rows once per seed, theory_table against the forward closed
+form and the reverse fixed-point equation (SFT left out), confidence_table against loops.
+SweepPlan's fields: frozen, the default base, one β and one seed, βs that are not positive, finite
+and distinct, seeds that are not distinct non-negative ints, and a mode that is no plan's refused;
+sweep_data/SweepData against make_sentiment_splits (validation then test, Python-int labels, the
+split sizes) at the smallest config; tradeoff_points against a hand-built frontier by enumeration
+(SFT shared by both methods at β = 0, x from another split, equal points on both methods, reference
+rows left out)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import statistics
@@ -24,10 +30,13 @@ import pytest
 import torch
 from scipy import stats
 
+from kl_helpers.data.sentiment import SentimentConfig, make_sentiment_splits
 from kl_helpers.engine.config import ExperimentConfig
 from kl_helpers.engine.results import LossHistory, RunResult
 from kl_helpers.studies.beta_sweep import (
     PLANS,
+    SweepData,
+    SweepPlan,
     best_beta,
     confidence_table,
     edited_plan,
@@ -38,9 +47,11 @@ from kl_helpers.studies.beta_sweep import (
     seed_comparisons,
     split_probs,
     summarise,
+    sweep_data,
     sweep_plan,
     t_interval,
     theory_table,
+    tradeoff_points,
 )
 
 rng = np.random.default_rng(0)
@@ -322,3 +333,110 @@ def test_confidence_table_against_loops():
     assert train["label_prob"] == pytest.approx((0.7 + 0.8) / 2, rel=1e-12)
     assert test["max_prob"] == pytest.approx((0.4 + 0.6 + 0.9) / 3, rel=1e-12)
     assert test["label_prob"] == pytest.approx((0.4 + 0.2 + 0.05) / 3, rel=1e-12)
+
+
+# --- SweepPlan, sweep_data, tradeoff_points ------------------------------------------------------
+
+
+def test_sweep_plan_fields_at_their_smallest():
+    data = SentimentConfig(n_per_class=8, label_noise=0.0)
+    plan = SweepPlan(mode="quick", data=data, betas=(2.0,), seeds=(5,))
+    assert plan.base == ExperimentConfig()  # the default factory
+    assert [(c.method, c.beta, c.seed) for c in plan.configs()] == [
+        ("sft", 0.0, 5), ("forward", 2.0, 5), ("reverse", 2.0, 5),
+    ]  # fmt: skip
+    assert "= 3 runs" in plan.describe() and "24 sentences" in plan.describe()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.betas = (1.0,)
+    for name in ("full", "quick"):  # the shipped plans pass their own checks unchanged
+        assert dataclasses.replace(PLANS[name]) == PLANS[name]
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"betas": (0.0, 1.0)}, "β = 0 is plain SFT"),
+        ({"betas": (-1.0,)}, "finite βs > 0"),
+        ({"betas": (math.inf,)}, "finite βs > 0"),
+        ({"betas": (1.0, 1.0)}, "a β twice"),
+        ({"betas": ()}, "empty"),
+        ({"seeds": (0, 0)}, "a seed twice"),
+        ({"seeds": (-1,)}, "integers >= 0"),
+        ({"seeds": (1.5,)}, "integers >= 0"),
+        ({"mode": "fast"}, "mode must be"),
+    ],
+)
+def test_sweep_plan_refuses_what_its_fields_rule_out(changes, match):
+    # Before the fix each of these was accepted: β = 0 added a second SFT run per seed, β twice
+    # and a seed twice duplicated runs, and mode "fast" made is_default_plan raise KeyError.
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(PLANS["quick"], **changes)
+
+
+def test_sweep_data_is_the_splits_with_validation_then_test():
+    config = SentimentConfig(n_per_class=8, label_noise=0.0, seed=3)
+    out = sweep_data(config)
+    splits = make_sentiment_splits(config)
+    val, test = splits["validation"], splits["test"]
+    assert isinstance(out, SweepData)
+    assert (out.n_validation, out.n_test) == (len(val), len(test)) and len(val) > 0
+    data = out.text_data
+    assert list(data.train_texts) == list(splits["train"]["text"])
+    assert list(data.train_labels) == [int(y) for y in splits["train"]["label"]]
+    assert list(data.test_texts) == list(val["text"]) + list(test["text"])
+    assert list(data.test_labels) == [int(y) for y in val["label"]] + [
+        int(y) for y in test["label"]
+    ]
+    assert all(type(y) is int for y in data.train_labels + data.test_labels)
+    assert len(data.test_texts) == out.n_validation + out.n_test
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.n_test = 0
+
+
+def points_by_hand(rows, x, y, split, x_split):
+    """Mean x and y per (method, β) from the rows, SFT copied to each method, and the frontier
+    by enumeration of the distinct (β, x, y) points."""
+
+    def mean(method, beta, metric, which):
+        values = [r[metric] for r in rows if r["method"] == method and r["beta"] == beta
+                  and r["split"] == which]  # fmt: skip
+        return sum(values) / len(values)
+
+    keys = sorted({(r["method"], r["beta"]) for r in rows if r["method"] != "reference"})
+    pts = []
+    for method, beta in keys:
+        point = (beta, mean(method, beta, x, x_split), mean(method, beta, y, split))
+        pts += [(m, *point) for m in ("forward", "reverse")] if method == "sft" else [
+            (method, *point)]  # fmt: skip
+    distinct = set((b, a, c) for _, b, a, c in pts)
+    front = {
+        p for p in distinct
+        if not any(q[1] <= p[1] and q[2] <= p[2] and (q[1] < p[1] or q[2] < p[2]) for q in distinct)
+    }  # fmt: skip
+    return sorted((m, b, a, c, (b, a, c) in front) for m, b, a, c in pts)
+
+
+@pytest.mark.parametrize("x_split", [None, "validation"])
+def test_tradeoff_points_against_enumeration(x_split):
+    rows = []
+    values = {  # (method, β): [(seed, split, nll, acc)]
+        ("sft", 0.0): [(0, "test", 1.0, 0.5), (1, "test", 2.0, 0.7), (0, "validation", 3.0, 0.1)],
+        ("forward", 0.5): [(0, "test", 0.5, 0.6), (1, "test", 0.5, 0.6),
+                           (0, "validation", 0.2, 0.3)],
+        ("forward", 2.0): [(0, "test", 4.0, 0.2), (0, "validation", 0.1, 0.9)],
+        ("reverse", 0.5): [(0, "test", 0.5, 0.6), (0, "validation", 0.2, 0.3)],
+        ("reverse", 2.0): [(0, "test", 1.5, 0.1), (0, "validation", 5.0, 0.0)],
+        ("reference", math.inf): [(0, "test", 0.0, 0.0), (0, "validation", 0.0, 0.0)],
+    }  # fmt: skip
+    for (method, beta), entries in values.items():
+        for seed, split, nll, acc in entries:
+            rows.append({"method": method, "beta": beta, "seed": seed, "split": split,
+                         "nll": nll, "acc": acc})  # fmt: skip
+    got = tradeoff_points(pd.DataFrame(rows), "acc", "nll", x_split=x_split)
+    want = points_by_hand(rows, "acc", "nll", "test", x_split or "test")
+    assert list(got.columns) == ["method", "beta", "x", "y", "frontier"]
+    got_rows = sorted(
+        (m, b, a, c, bool(f)) for m, b, a, c, f in got.itertuples(index=False, name=None)
+    )
+    assert got_rows == [pytest.approx(w) for w in want]
+    assert len(got) == 6 and set(got["method"]) == {"forward", "reverse"}

@@ -1,11 +1,15 @@
 """kl_helpers.studies.retention_scores at its edges (issue 30): macro_f1 against scikit-learn
 (classes never predicted or never present, ties in the arg-max, labels as list, tuple, NumPy and
-tensor, probabilities as nested lists); held_out_scores against float64 loops (a zero probability
-of the label: infinite NLL, equal distributions: KL 0); compared_to_reference's differences
-against the per-example means (SEs from heldout.mean_and_se); keep_bounds, keeps_within and keeps
-on hand-made rows at their boundaries (equal to a margin, infinite and NaN SEs), z, margins and k
-of 0, -1, NaN refused; summarise and curve against groupby by hand; value_at_fit at both ends,
-inside, outside, unsorted points and an empty curve."""
+tensor, probabilities as nested lists); held_out_scores against float64 loops (a zero probability of
+the label: infinite NLL, equal distributions: KL 0); compared_to_reference's differences against the
+per-example means (SEs from heldout.mean_and_se); keep_bounds, keeps_within and keeps on hand-made
+rows at their boundaries (equal to a margin, infinite and NaN SEs), z, margins and k of 0, -1, NaN
+refused; summarise and curve against groupby by hand; value_at_fit at both ends, inside, outside,
+unsorted points and an empty curve. run_row on hand-made runs against float64 loops (fit NLL and
+accuracy on the train texts, d_nll and nll_vs_prior on the held-out ones; kl_on "none" for SFT), the
+prior as a tensor, list or NumPy array, a prior with a zero at a held-out label (infinite
+nll_vs_prior); the rows of retention_table,, bound columns and keeps for two tasks, a task without
+runs, and no runs at all (ValueError)."""
 
 from __future__ import annotations
 
@@ -26,9 +30,12 @@ from kl_helpers.studies.retention_scores import (
     keeps,
     keeps_within,
     macro_f1,
+    retention_table,
+    run_row,
     summarise,
     value_at_fit,
 )
+from tests.studies.test_edges_beta_sweep import FINAL_ROWS, REF_ROWS, TEST, TRAIN, fake_run
 
 P = torch.tensor(
     [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.4, 0.4, 0.2], [0.0, 0.5, 0.5], [0.6, 0.3, 0.1]],
@@ -170,3 +177,60 @@ def test_value_at_fit():
         assert math.isnan(value_at_fit(pts, outside))
     # failed before the fix: an empty curve raised IndexError
     assert math.isnan(value_at_fit(pts.iloc[:0], 0.5))
+
+
+# ----------------------------------------------------------------------------- run_row, table
+
+
+def nll(rows, labels):
+    return sum(-math.log(r[y]) for r, y in zip(rows, labels, strict=True)) / len(labels)
+
+
+@pytest.mark.parametrize("prior_as", [torch.tensor, list, np.array])
+@pytest.mark.parametrize(("method", "beta"), [("sft", 0.0), ("forward", 0.5), ("reverse", 3.0)])
+def test_run_row_against_loops(prior_as, method, beta):
+    run = fake_run(method, beta, 4, REF_ROWS, FINAL_ROWS, TRAIN, TEST)
+    prior = [0.5, 0.25, 0.25]
+    row = run_row("task A", run, prior_as(prior))
+    n = len(TRAIN)
+    fin_test, ref_test = FINAL_ROWS[n:], REF_ROWS[n:]
+    assert (row["task"], row["method"], row["beta"], row["seed"]) == ("task A", method, beta, 4)
+    assert row["kl_on"] == ("none" if method == "sft" else "task")
+    assert row["fit_nll"] == pytest.approx(nll(FINAL_ROWS[:n], TRAIN), rel=1e-14)
+    hits = [max(range(3), key=r.__getitem__) == y for r, y in zip(FINAL_ROWS, TRAIN, strict=False)]
+    assert row["fit_acc"] == sum(hits) / n
+    assert row["nll"] == pytest.approx(nll(fin_test, TEST), rel=1e-14)
+    d_nll = nll(fin_test, TEST) - nll(ref_test, TEST)
+    assert row["d_nll"] == pytest.approx(d_nll, rel=1e-12)
+    vs_prior = nll(fin_test, TEST) - nll([prior] * len(TEST), TEST)
+    assert row["nll_vs_prior"] == pytest.approx(vs_prior, rel=1e-12)
+
+
+def test_run_row_prior_without_mass_on_a_held_out_label():
+    run = fake_run("forward", 0.5, 0, REF_ROWS, FINAL_ROWS, TRAIN, TEST)
+    row = run_row("t", run, torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))  # TEST has a 2
+    assert row["nll_vs_prior"] == -math.inf
+
+
+def test_retention_table_rows_and_columns():
+    prior = torch.tensor([0.4, 0.3, 0.3], dtype=torch.float64)
+    a = [fake_run("sft", 0.0, 0, REF_ROWS, FINAL_ROWS, TRAIN, TEST),
+         fake_run("forward", 0.5, 0, REF_ROWS, REF_ROWS, TRAIN, TEST)]  # fmt: skip
+    b = [fake_run("reverse", 2.0, 1, REF_ROWS, FINAL_ROWS, TRAIN, TEST)]
+    table = retention_table({"A": a, "B": b, "C": []}, prior)
+    assert table["task"].tolist() == ["A", "A", "B"]
+    for i, (task, run) in enumerate([("A", a[0]), ("A", a[1]), ("B", b[0])]):
+        for key, value in run_row(task, run, prior).items():
+            assert table[key].iloc[i] == value, key
+    bounds = keep_bounds(table)
+    for col in ("nll_bound", "f1_bound", "prior_bound"):
+        assert table[col].tolist() == bounds[col].tolist()
+    assert table["keeps"].tolist() == keeps_within(table).tolist()
+    assert table["d_nll"].iloc[1] == 0.0  # the run is its reference
+
+
+def test_retention_table_without_runs_is_a_value_error():
+    # keep_bounds raised KeyError('d_nll') on the column-less empty table before the fix
+    for runs in ({}, {"A": []}):
+        with pytest.raises(ValueError, match="no runs"):
+            retention_table(runs, torch.tensor([0.5, 0.5]))
