@@ -1,12 +1,25 @@
-"""kl_helpers.trainer.utils at its edges (issue 30): count_label_items against loops with -100
-and pad ids, token and class labels, shift on and off, lists, BatchEncoding, no batches and
-batches without labels; loss_multiplier/check_trainer_scaling with 0, 2.0 and NaN; num_labels_of
-with ClassLabel, plain ints, NumPy ints, -100, floats and bools; training_log with rows missing
-keys; unwrap_model and is_causal_lm through PEFT and torch.compile-like wrappers."""
+"""kl_helpers.trainer.utils at its edges (issue 30): count_label_items against loops with -100 and
+pad ids, token and class labels, shift on and off, lists, BatchEncoding, no batches and batches
+without labels; loss_multiplier/check_trainer_scaling with 0, 2.0 and NaN; num_labels_of with
+ClassLabel, plain ints, NumPy ints, -100, floats and bools; training_log with rows missing keys;
+unwrap_model and is_causal_lm through PEFT and torch.compile-like wrappers. With fakes (objects
+holding only the attributes read; neither DeepSpeed nor several GPUs are here): deepspeed_zero_stage
+without a state, without a plugin, with stages 0..3 as ints, NumPy ints and strings; is_partitioned
+for whole weights, one meta or ds_id-marked parameter, buffers on meta and no parameters;
+fsdp_reference with FSDP replaced by a recording class (every plugin argument passed,
+sharding_strategy None falling back to reshard_after_forward, an already wrapped model not wrapped
+again, FSDP2 refused, eval mode); deepspeed_inference_engine with a fake deepspeed module (optimizer
+and scheduler dropped from a copy of the config, "auto" and missing bucket sizes set from
+hidden_size, explicit ones kept, no hidden_size leaving them alone, the weights frozen, the engine
+in eval mode). What cannot be tested here: deepspeed.initialize itself, real ZeRO-3 partitioning and
+FSDP sharding across processes (they need DeepSpeed and several GPUs; no test in this repository
+runs them)."""
 
 from __future__ import annotations
 
+import copy
 import math
+import sys
 from collections import UserDict
 from types import SimpleNamespace
 
@@ -17,6 +30,10 @@ import torch
 from kl_helpers.trainer.utils import (
     check_trainer_scaling,
     count_label_items,
+    deepspeed_inference_engine,
+    deepspeed_zero_stage,
+    fsdp_reference,
+    is_partitioned,
     loss_multiplier,
     num_labels_of,
     training_log,
@@ -98,3 +115,119 @@ def test_unwrap_model_through_wrappers():
     ddp.module = compiled
     assert unwrap_model(ddp) == (inner, None)
     assert unwrap_model(inner) == (inner, None)
+
+
+# ----------------------------------------------------------------------------- sharding (fakes)
+
+
+def test_deepspeed_zero_stage_from_any_accelerator():
+    assert deepspeed_zero_stage(object()) is None  # no state at all
+    assert deepspeed_zero_stage(SimpleNamespace(state=SimpleNamespace())) is None
+    assert (
+        deepspeed_zero_stage(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=None))) is None
+    )
+    for stage in (0, 1, 2, 3, np.int64(3), "3"):
+        plugin = SimpleNamespace(zero_stage=stage)
+        got = deepspeed_zero_stage(SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)))
+        assert got == int(stage) and type(got) is int
+
+
+def test_is_partitioned():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    assert not is_partitioned(model)
+    assert not is_partitioned(torch.nn.ReLU())  # no parameters: nothing is elsewhere
+    with_meta_buffer = torch.nn.Linear(2, 2)
+    with_meta_buffer.register_buffer("table", torch.zeros(2, device="meta"))
+    assert not is_partitioned(with_meta_buffer)  # buffers are not weights
+    model[1].bias.ds_id = 7  # how DeepSpeed ZeRO-3 marks a partitioned parameter
+    assert is_partitioned(model)
+    meta = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, device="meta"))
+    assert is_partitioned(meta)
+
+
+class RecordingFSDP(torch.nn.Module):
+    """Stands in for FullyShardedDataParallel: keeps the module and every keyword."""
+
+    def __init__(self, module, **kwargs):
+        super().__init__()
+        self.module, self.kwargs = module, kwargs
+
+
+def fsdp_plugin(**changes):
+    calls = []
+    values = dict(sharding_strategy="FULL_SHARD", reshard_after_forward=True, cpu_offload="off",
+                  auto_wrap_policy="policy", mixed_precision_policy="bf16",
+                  sync_module_states=True, backward_prefetch="pre", forward_prefetch=False,
+                  use_orig_params=True, limit_all_gathers=True,
+                  set_auto_wrap_policy=lambda model: calls.append(model))  # fmt: skip
+    values.update(changes)
+    return SimpleNamespace(**values), calls
+
+
+@pytest.mark.parametrize("strategy", ["FULL_SHARD", None])
+def test_fsdp_reference_passes_the_plugins_arguments(monkeypatch, strategy):
+    import torch.distributed.fsdp as fsdp
+
+    monkeypatch.setattr(fsdp, "FullyShardedDataParallel", RecordingFSDP)
+    plugin, calls = fsdp_plugin(sharding_strategy=strategy, reshard_after_forward="RESHARD")
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), device="cuda:3")
+    model = torch.nn.Linear(2, 2).train()
+    out = fsdp_reference(model, accelerator)
+    assert isinstance(out, RecordingFSDP) and out.module is model and calls == [model]
+    assert out.kwargs == dict(
+        sharding_strategy=strategy or "RESHARD", cpu_offload="off", auto_wrap_policy="policy",
+        mixed_precision="bf16", sync_module_states=True, backward_prefetch="pre",
+        forward_prefetch=False, use_orig_params=True, limit_all_gathers=True, device_id="cuda:3",
+    )  # fmt: skip
+    assert not out.training and not model.training
+    again = fsdp_reference(out.train(), accelerator)  # already wrapped: only put in eval mode
+    assert again is out and not out.training and calls == [model]
+
+
+def test_fsdp_reference_refuses_fsdp2(monkeypatch):
+    plugin, calls = fsdp_plugin()
+    accelerator = SimpleNamespace(is_fsdp2=True, state=SimpleNamespace(fsdp_plugin=plugin))
+    with pytest.raises(ValueError, match="FSDP2 is not supported"):
+        fsdp_reference(torch.nn.Linear(2, 2), accelerator)
+    assert calls == []
+
+
+class FakeEngine:
+    def __init__(self, model, config):
+        self.model, self.config, self.evaluated = model, config, False
+
+    def eval(self):
+        self.evaluated = True
+        return self
+
+
+@pytest.mark.parametrize("hidden", [16, None])
+def test_deepspeed_inference_engine_with_a_fake_deepspeed(monkeypatch, hidden):
+    calls = []
+
+    def initialize(model, config):
+        calls.append(config)
+        return FakeEngine(model, config), None, None, None
+
+    monkeypatch.setitem(sys.modules, "deepspeed", SimpleNamespace(initialize=initialize))
+    config = {"optimizer": {"type": "AdamW"}, "scheduler": {"type": "WarmupLR"},
+              "train_batch_size": 8,
+              "zero_optimization": {"stage": 3, "reduce_bucket_size": "auto",
+                                    "stage3_prefetch_bucket_size": 123}}  # fmt: skip
+    original = copy.deepcopy(config)
+    model = torch.nn.Linear(2, 2)
+    if hidden is not None:
+        model.config = SimpleNamespace(hidden_size=hidden)
+    engine = deepspeed_inference_engine(model, SimpleNamespace(deepspeed_config=config))
+    assert config == original  # the plugin's own config is untouched
+    (used,) = calls
+    assert "optimizer" not in used and "scheduler" not in used and used["train_batch_size"] == 8
+    zero = used["zero_optimization"]
+    if hidden is None:
+        assert zero == original["zero_optimization"]  # nothing to size the buckets from
+    else:
+        assert zero == {"stage": 3, "reduce_bucket_size": hidden * hidden,
+                        "stage3_param_persistence_threshold": 10 * hidden,
+                        "stage3_prefetch_bucket_size": 123}  # fmt: skip
+    assert engine.model is model and engine.evaluated
+    assert not any(p.requires_grad for p in model.parameters())
