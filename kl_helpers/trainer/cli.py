@@ -80,6 +80,15 @@ class ScriptArguments:
         default=None, metadata={"help": "Use only the first N training examples."}
     )
 
+    def __post_init__(self) -> None:
+        """ValueError unless ``article_data`` is "train" or "all" and ``num_train_examples`` is
+        None or an int ≥ 1."""
+        if self.article_data not in ("train", "all"):
+            raise ValueError(f"article_data must be 'train' or 'all', got {self.article_data!r}")
+        n = self.num_train_examples
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"num_train_examples must be None or an int >= 1, got {n!r}")
+
 
 def _load_texts(script: ScriptArguments):
     from datasets import load_dataset
