@@ -1,16 +1,21 @@
 """kl_helpers.trainer.kl_trainer at its edges (issue 30), on a 2-layer Llama (hidden 16) and a tiny
-BERT classifier built in code: KLTrainingArguments with β = NaN / inf / 0, temperature inf,
-lora_r 2.5, label_names as a tuple; refuse_loss_flags on any object; freeze_reference on a
-caller's model in train mode (str and torch.device); compute_loss at β = 0 against the stock
+BERT classifier built in code: KLTrainingArguments with β = NaN / inf / 0, temperature inf, lora_r
+2.5, label_names as a tuple; refuse_loss_flags on any object; freeze_reference on a caller's model
+in train mode (str and torch.device); compute_loss at β = 0 against the stock
 ``transformers.Trainer`` (labels with -100, a pad id, an id past the vocabulary) and at β > 0
 against float64 forward / reverse KL, in eval mode and normalised by an accumulated batch in
-training mode, with return_outputs; get_batch_samples' item count; two optimizer steps with
-gradient accumulation against the stock Trainer's; get_decay_parameter_names both ways;
-prediction_step with and without labels and a reference-logits column; log's train / eval /
-custom-prefix means, an uneven last eval batch, and predict() before evaluate(); reference_logits
-without a reference; construction with stock TrainingArguments, precomputed reference logits in
-one or both datasets (or an eval dict), shift_labels forced either way on a causal LM, and a LoRA
-policy whose reference is itself with adapters off."""
+training mode, with return_outputs; get_batch_samples' item count; two optimizer steps with gradient
+accumulation against the stock Trainer's; get_decay_parameter_names both ways; prediction_step with
+and without labels and a reference-logits column; log's train / eval / custom-prefix means, an
+uneven last eval batch, and predict() before evaluate(); reference_logits without a reference;
+construction with stock TrainingArguments, precomputed reference logits in one or both datasets (or
+an eval dict), shift_labels forced either way on a causal LM, and a LoRA policy whose reference is
+itself with adapters off. training_step against the stock Trainer's at β = 0 (returned loss and
+every gradient, one and two micro-batches), at β > 0 against the float64 loss, and its scaling check
+firing when the Trainer divides by another count; evaluation_loop against the stock Trainer's (eval
+loss, logits, labels with -100, sample count) at β = 0 for eval batch sizes 1, 3 and 8, at β > 0
+against the row-weighted float64 mean of every batch, and its eval means started afresh when a
+predict() came between."""
 
 from __future__ import annotations
 
@@ -355,3 +360,113 @@ def test_lora_policy_is_its_own_reference(tmp_path):
             ref = trainer.model(input_ids=batch["input_ids"]).logits
     task, div, n = hand_terms(policy, ref, batch["labels"], "forward", shift=True)
     assert div > 1e-4 and loss == pytest.approx((task + 5.0 * div) / n, rel=1e-5)
+
+
+# ------------------------------------------------------------- training_step, evaluation_loop
+
+
+def step_both(tmp_path, batches, beta=0.0, ref=None):
+    """One training_step per micro-batch of KLTrainer and the stock Trainer (same init)."""
+    steps = len(batches)
+    args = train_args(tmp_path / "a", beta=beta, gradient_accumulation_steps=steps)
+    ours = KLTrainer(llama(0), args, ref_model=ref)
+    stock = Trainer(model=llama(0),
+                    args=stock_args(tmp_path / "b", gradient_accumulation_steps=steps))  # fmt: skip
+    out = []
+    for trainer in (ours, stock):
+        trainer.current_gradient_accumulation_steps = steps  # set by the training loop
+        model = trainer.model.train()
+        _, n_items = trainer.get_batch_samples(iter(batches), len(batches), torch.device("cpu"))
+        losses = [trainer.training_step(model, dict(b), n_items) for b in batches]
+        out.append((losses, {name: p.grad.clone() for name, p in model.named_parameters()}))
+    return ours, out
+
+
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_training_step_at_beta_zero_is_the_stock_trainers(tmp_path, micro_batches):
+    first = lm_batch()
+    second = {k: v.flip(0) for k, v in lm_batch().items()}
+    second["labels"][:, :3] = -100
+    _, ((ours, ours_grads), (stock, stock_grads)) = step_both(
+        tmp_path, [first, second][:micro_batches]
+    )
+    for a, b in zip(ours, stock, strict=True):
+        assert not a.requires_grad and a.item() == pytest.approx(b.item(), rel=1e-5)
+    for name, grad in ours_grads.items():
+        assert torch.allclose(grad, stock_grads[name], rtol=1e-4, atol=1e-7), name
+
+
+def test_training_step_at_beta_above_zero_is_the_float64_loss(tmp_path):
+    batch, beta = lm_batch(), 0.8
+    ours, ((losses, grads), _) = step_both(tmp_path, [batch], beta=beta, ref=llama(1))
+    with torch.no_grad():
+        policy = llama(0)(input_ids=batch["input_ids"]).logits
+        ref = llama(1).eval()(input_ids=batch["input_ids"]).logits
+    task, div, n = hand_terms(policy, ref, batch["labels"], "forward", shift=True)
+    assert losses[0].item() == pytest.approx((task + beta * div) / n, rel=1e-5)
+    assert any(g.abs().sum() > 0 for g in grads.values())
+
+
+def test_training_step_refuses_a_trainer_that_divides_by_another_count(tmp_path, monkeypatch):
+    trainer = KLTrainer(llama(0), train_args(tmp_path, beta=0.5), ref_model=llama(1))
+    trainer.get_batch_samples(iter([lm_batch()]), 1, torch.device("cpu"))
+    trainer.current_gradient_accumulation_steps = 1
+    monkeypatch.setattr(trainer, "_divisor", lambda: 3)  # what another transformers might do
+    with pytest.raises(RuntimeError, match="KLTrainer expected loss / 3"):
+        trainer.training_step(trainer.model.train(), lm_batch())
+
+
+def eval_both(tmp_path, batch_size, beta=0.0, ref=None):
+    data = lm_dataset()
+    ours = KLTrainer(llama(0), train_args(tmp_path / "a", beta=beta,
+                                          per_device_eval_batch_size=batch_size),
+                     ref_model=ref, data_collator=collate)  # fmt: skip
+    stock = Trainer(model=llama(0), args=stock_args(tmp_path / "b",
+                                                    per_device_eval_batch_size=batch_size),
+                    data_collator=collate)  # fmt: skip
+    return [
+        t.evaluation_loop(
+            t.get_eval_dataloader(data),
+            "Evaluation",
+            prediction_loss_only=False,
+            metric_key_prefix="val",
+        )  # fmt: skip
+        for t in (ours, stock)
+    ]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_evaluation_loop_at_beta_zero_is_the_stock_trainers(tmp_path, batch_size):
+    ours, stock = eval_both(tmp_path, batch_size)
+    assert ours.num_samples == stock.num_samples == 8
+    assert ours.metrics["val_loss"] == pytest.approx(stock.metrics["val_loss"], rel=1e-6)
+    assert torch.allclose(torch.as_tensor(ours.predictions), torch.as_tensor(stock.predictions),
+                          atol=1e-6)  # fmt: skip
+    assert (ours.label_ids == stock.label_ids).all() and (ours.label_ids == -100).any()
+
+
+def test_evaluation_loop_at_beta_above_zero_weights_each_batch_by_its_rows(tmp_path):
+    beta, data = 1.5, lm_dataset()
+    ours, _ = eval_both(tmp_path, 3, beta=beta, ref=llama(1))
+    total = 0.0
+    for start in range(0, 8, 3):
+        rows = data[start : start + 3]
+        ids, labels = torch.tensor(rows["input_ids"]), torch.tensor(rows["labels"])
+        with torch.no_grad():
+            policy = llama(0).eval()(input_ids=ids).logits
+            ref = llama(1).eval()(input_ids=ids).logits
+        task, div, n = hand_terms(policy, ref, labels, "forward", shift=True)
+        total += len(ids) * (task + beta * div) / n
+    assert ours.metrics["val_loss"] == pytest.approx(total / 8, rel=1e-5)
+
+
+def test_evaluation_loop_starts_its_means_afresh(tmp_path):
+    data = lm_dataset()
+    trainer = KLTrainer(llama(0), train_args(tmp_path, beta=0.5, per_device_eval_batch_size=4),
+                        ref_model=llama(1), data_collator=collate)  # fmt: skip
+    trainer.predict(data.select([0, 1]))
+    assert "eval" in trainer._sums  # predict recorded batches but never logged them
+    trainer.evaluation_loop(trainer.get_eval_dataloader(data), "Evaluation",
+                            metric_key_prefix="eval")  # fmt: skip
+    sums = trainer._sums["eval"]
+    assert sums[2].item() == 8  # rows of this loop only, not 10
