@@ -167,8 +167,7 @@ class ClaimReport:
 
     def _repr_html_(self) -> str:
         body = "".join(
-            f"<tr><td style='white-space:nowrap'>{'✓ ' if result == 'holds' else ''}"
-            f"{html.escape(result)}</td>"
+            f"<tr><td>{'✓ ' if result == 'holds' else ''}{html.escape(result)}</td>"
             f"<td style='text-align:left'>{html.escape(claim)}</td></tr>"
             for claim, result in self.rows
         )
