@@ -67,7 +67,7 @@ NB ?=
 ONLY_NB = $(if $(strip $(NB)),-k "$(subst $(space), or ,$(strip $(NB)))")
 space := $(subst ,, )
 
-# A reader's edits, injected by papermill into the edit cells of notebooks 06, 07, 08 and 10 (quick mode,
+# A reader's edits, injected by papermill into the edit cells of notebooks 06, 07, 08, 10 and 11 (quick mode,
 # bundled MiniLM, a temporary results folder): every cell must still run. Slow, so not in `test`.
 edits: $(STAMP)
 	KL_THREADS=$${KL_THREADS:-1} $(BIN)/python -m pytest -q -m edits tests/test_notebook_edits.py $(ONLY_NB)
