@@ -49,7 +49,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests --ignore=tests/book
 
 # nbval re-executes every notebook against its saved outputs: on the models those outputs came
-# from (the bundled MiniLM and SmolLM2 GGUF, even where the Hub answers), 07 and 09 in quick mode, and a fresh
+# from (the bundled MiniLM and SmolLM2 GGUF, even where the Hub answers), 06-11 in quick mode, and a fresh
 # results folder so that every run really trains instead of reading a local cache.
 NBVAL_RESULTS := $(CURDIR)/build/nbval-results
 nbval: $(STAMP)

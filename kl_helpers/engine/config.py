@@ -19,6 +19,7 @@ import numpy as np
 
 from kl_helpers._validate import integer, real
 from kl_helpers.regularizer import DIRECTIONS, RENAMED, check_js_weight
+from kl_helpers.runtime import quick_mode
 
 METHODS: tuple[str, ...] = ("sft", *DIRECTIONS)  # plain SFT, or SFT + β·(forward | reverse | js)
 KL_INPUTS: tuple[str, ...] = ("task", "replay", "both")  # which inputs the KL term is taken on
@@ -27,6 +28,8 @@ PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS: tuple[str, ...] = ("auto", "fused", "foreach", "for_loop")
 PADDINGS: tuple[str, ...] = ("dynamic", "max_length")
 ARTICLE_BETAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
+ARTICLE_EPOCHS = 100  # the article's
+QUICK_EPOCHS = 40  # quick mode's (`make test`): every run has levelled off, SFT has memorised
 FLOAT_FIELDS = ("beta", "lr", "weight_decay", "js_weight")
 INT_FIELDS = ("epochs", "batch_size", "max_length", "seed", "reference_seed", "eval_batch_size",
               "replay_batch_size")  # fmt: skip
@@ -127,6 +130,21 @@ class ExperimentConfig:
         """Stable 12-hex-digit hash of every field (plus ``extra`` strings, e.g. a data hash)."""
         payload = json.dumps([self.to_dict(), list(extra)], sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def article_protocol(quick: bool | None = None, **changes: Any) -> ExperimentConfig:
+    """The article's protocol as one config (batch 8, AdamW at lr 1e-4, ``ARTICLE_EPOCHS`` = 100
+    epochs, at most 128 tokens), or quick mode's, the same with ``QUICK_EPOCHS`` = 40 epochs, when
+    ``quick`` (default: $KL_QUICK / $CI, ``runtime.quick_mode``) says so. ``changes`` set other
+    fields (``model``, ``seed``, ...). ValueError for a ``quick`` that is no bool, for an
+    ``epochs`` given here (the mode decides it), and as ``ExperimentConfig`` for invalid fields.
+    Introduced in notebook 06."""
+    if "epochs" in changes:
+        raise ValueError("article_protocol decides epochs from quick; use .replace(epochs=...)")
+    if quick is not None and not isinstance(quick, (bool, np.bool_)):
+        raise ValueError(f"quick must be True, False or None, got {quick!r}")
+    quick = quick_mode() if quick is None else bool(quick)
+    return ExperimentConfig(epochs=QUICK_EPOCHS if quick else ARTICLE_EPOCHS, **changes)
 
 
 def protocol_configs(

@@ -52,7 +52,10 @@ class RunFingerprint:
 # The runs that produced the committed outputs (`make run` on a 2-core CPU, offline), and the quick
 # runs that `make test` checks them with where a notebook asserts claims about its quick plan too.
 SAVED_RUNS: dict[str, RunFingerprint] = {
-    "06_bert_experiment": RunFingerprint(MINILM, "cpu", "fp32", "article grid, seed 0"),
+    "06_bert_experiment": RunFingerprint(MINILM, "cpu", "fp32", "article grid, seed 0, 100 epochs"),
+    "06_bert_experiment (quick)": RunFingerprint(
+        MINILM, "cpu", "fp32", "article grid, seed 0, 40 epochs"
+    ),  # make test's
     "07_beta_strength": RunFingerprint(MINILM, "cpu", "fp32", "full"),
     "07_beta_strength (quick)": RunFingerprint(MINILM, "cpu", "fp32", "quick"),  # make test's
     "08_forgetting": RunFingerprint(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from kl_helpers.engine.config import ARTICLE_BETAS, ExperimentConfig, protocol_configs
+from kl_helpers.engine.config import (
+    ARTICLE_BETAS,
+    ARTICLE_EPOCHS,
+    QUICK_EPOCHS,
+    ExperimentConfig,
+    article_protocol,
+    protocol_configs,
+)
 
 
 def test_defaults_are_the_article_protocol():
@@ -79,3 +86,29 @@ def test_protocol_configs_are_the_articles_eleven_runs():
     ]
     assert all(r.epochs == 5 for r in runs)
     assert len({r.key() for r in runs}) == 11
+
+
+def test_article_protocol_full_and_quick(monkeypatch):
+    full, quick = article_protocol(False), article_protocol(True, model="minilm", seed=3)
+    assert full == ExperimentConfig() and full.epochs == ARTICLE_EPOCHS == 100
+    assert quick == ExperimentConfig(epochs=QUICK_EPOCHS, model="minilm", seed=3)
+    assert QUICK_EPOCHS < ARTICLE_EPOCHS
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("KL_QUICK", "1")
+    assert article_protocol().epochs == QUICK_EPOCHS  # the mode follows $KL_QUICK by default
+    monkeypatch.setenv("KL_QUICK", "0")
+    assert article_protocol().epochs == ARTICLE_EPOCHS
+
+
+@pytest.mark.parametrize(
+    ("args", "changes", "message"),
+    [
+        (("yes",), {}, "quick must be True, False or None, got 'yes'"),
+        ((1,), {}, "quick must be True, False or None, got 1"),
+        ((True,), {"epochs": 5}, "decides epochs"),
+        ((True,), {"beta": -1.0}, "beta"),
+    ],
+)
+def test_article_protocol_bad_input(args, changes, message):
+    with pytest.raises(ValueError, match=message):
+        article_protocol(*args, **changes)

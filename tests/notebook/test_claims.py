@@ -28,6 +28,17 @@ def test_the_saved_run_matches_itself_and_colab_does_not():
     assert f"{MINILM} in the saved run" in check.differences[0]
 
 
+def test_notebook_06s_saved_runs_name_the_epochs_its_modes_train():
+    # 06 and 07 build the plan as f"article grid, seed 0, {epochs} epochs" from article_protocol
+    from kl_helpers.engine.config import article_protocol
+
+    for name, quick in (("06_bert_experiment", False), ("06_bert_experiment (quick)", True)):
+        epochs = article_protocol(quick).epochs
+        assert claims.SAVED_RUNS[name].plan == f"article grid, seed 0, {epochs} epochs"
+    full = claims.SAVED_RUNS["06_bert_experiment"]
+    assert not claims.compare("06_bert_experiment (quick)", full)  # the full run is not the quick
+
+
 def test_compare_can_leave_fields_out_and_rejects_unknown_names():
     saved = claims.SAVED_RUNS["07_beta_strength"]
     quick = claims.fingerprint(saved.model, "cpu", None, "quick")
