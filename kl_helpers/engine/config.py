@@ -29,7 +29,7 @@ OPTIMIZERS: tuple[str, ...] = ("auto", "fused", "foreach", "for_loop")
 PADDINGS: tuple[str, ...] = ("dynamic", "max_length")
 ARTICLE_BETAS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 ARTICLE_EPOCHS = 100  # the article's
-QUICK_EPOCHS = 40  # quick mode's (`make test`): every run has levelled off, SFT has memorised
+QUICK_EPOCHS = 40  # quick mode's (`make test`): the losses have nearly levelled off, SFT memorised
 FLOAT_FIELDS = ("beta", "lr", "weight_decay", "js_weight")
 INT_FIELDS = ("epochs", "batch_size", "max_length", "seed", "reference_seed", "eval_batch_size",
               "replay_batch_size")  # fmt: skip
