@@ -219,17 +219,12 @@ def test_plan_runs_eval_name_evaluate_and_train(tmp_path, monkeypatch):
 def test_policy_from_run_carries_the_adapter():
     from peft import get_peft_model_state_dict
 
-    from kl_helpers.rl.loop import add_lora
+    from tests.rl.test_forward import trained_policy
     from tests.rl.test_loop import tiny_llama
 
     config = RLConfig(lora_r=4, lora_alpha=8, seed=5)
     base = tiny_llama()
-    trained = add_lora(tiny_llama(), config)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, p in trained.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    trained = trained_policy(config)
     state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(trained).items()}
     run = RLRun(config, "k", history(1), state, "tiny", 1.0)
     before = [p.detach().clone() for p in base.parameters()]

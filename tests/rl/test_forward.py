@@ -32,10 +32,10 @@ RESP_MASK = torch.tensor([
 ], dtype=torch.bool)  # fmt: skip
 
 
-def trained_policy() -> torch.nn.Module:
-    """A LoRA policy (q/v) whose adapters are not zero, so π ≠ π_ref and every LoRA weight gets a
-    gradient."""
-    policy = add_lora(tiny_llama(), CONFIG)
+def trained_policy(config=CONFIG) -> torch.nn.Module:
+    """A LoRA policy (q/v, ``config``'s rank) whose adapters are not zero, so π ≠ π_ref and every
+    LoRA weight gets a gradient."""
+    policy = add_lora(tiny_llama(), config)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in policy.named_parameters():
