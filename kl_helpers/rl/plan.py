@@ -56,9 +56,11 @@ class RLHFPlan:
     base: RLConfig = RLConfig(beta=0.0, lr=2e-3, steps=40, max_new_tokens=24)  # LoRA RL lr
     hack_steps: int = 40  # the β = 0 run: long enough for the reward hacking to show
     sweep_steps: int = 10  # each β > 0 run (and the β = 0 run's point at this step)
-    betas: tuple[float, ...] = (0.1, 0.3, 1.0)  # per-response KL weights (reward nats per nat)
+    # per-response KL weights (reward nats per nat); β = 0.1 also ran until 2026-12-07: it could
+    # not be told from β = 0 over three seeds, and its 3 runs (~3 min) broke the make-run budget
+    betas: tuple[float, ...] = (0.3, 1.0)
     compare_beta: float = 0.3  # the β at which k1-in-reward meets k3-in-loss
-    eval_every: int = 5  # held-out evaluation every this many updates
+    eval_every: int = 10  # held-out evaluation every this many updates (each ~9 s on a CPU)
     # held-out responses per prompt and evaluation: the standard error of a mean over
     # len(heldout_prompts) × this many responses must stay below the differences compared
     # (8 × 4 prompts = 32 responses; the reference's baseline is the pool's, bon_pool × 4)

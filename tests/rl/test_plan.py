@@ -161,7 +161,7 @@ def test_reference_pool_is_cached_and_feeds_best_of_n(tmp_path):
         ({"betas": (0.0, 0.3)}, "finite βs > 0"),
         ({"betas": (0.3, 0.3)}, "twice"),
         ({"compare_beta": 0.5}, "compare_beta"),
-        ({"sweep_steps": 7}, "multiple of eval_every"),
+        ({"sweep_steps": 15}, "multiple of eval_every"),
         ({"hack_steps": 5}, "sweep_steps <= hack_steps"),
         ({"bon_ns": (2, 4)}, "starting at 1"),
         ({"bon_pool": 20}, "bon_pool"),

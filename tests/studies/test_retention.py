@@ -26,7 +26,7 @@ def test_full_plan_covers_the_issue():
     plan = retention.PLANS["full"]
     assert len(plan.seeds) >= 3
     assert set(ARTICLE_BETAS) <= set(plan.betas) and max(plan.betas) > 1
-    assert len(plan.replay_betas) >= 2 and min(plan.replay_betas) < 1 < max(plan.replay_betas)
+    assert plan.replay_betas and min(plan.replay_betas) < 1  # a β the task-KL runs do not keep at
     assert (plan.task.lr, plan.task.batch_size, plan.task.epochs) == (1e-4, 8, 100)
     configs = plan.configs("article")
     assert len(configs) == len(plan.seeds) * (1 + 2 * len(plan.betas))
