@@ -135,9 +135,8 @@ PLANS: dict[str, RetentionPlan] = {
         tasks=("article",),  # plain SFT on it already forgets; "flipped" is in the edit cell
         betas=(*ARTICLE_BETAS, 3.0),  # the article's grid and one larger β
         seeds=(0, 1, 2),
-        # Replay in one direction at one β (3 runs of ~30 s): every replay run of a 3-β,
-        # two-direction grid kept the reviews; more runs broke the make-run budget (β = 3 kept in
-        # two seeds of three when it last ran, 2026-12-07).
+        # Replay in one direction at one β (3 runs of 30-40 s). β = 3 also ran until 2026-12-07
+        # (it kept in two seeds of three) and was cut for the make-run budget.
         replay_betas=(0.3,),
         replay_batch_size=4,
         replay_methods=(FORWARD,),
